@@ -1,0 +1,126 @@
+// Command sigil is Sigil's single binary: the server, and the CLI that talks
+// to it. This package only parses flags and wires packages together.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/sigil-pki/sigil/internal/client"
+)
+
+// Exit codes: 0 ok, 1 usage or local error, 2 server or remote error.
+const (
+	exitLocal  = 1
+	exitRemote = 2
+)
+
+var version = "dev"
+
+type globals struct {
+	server, token, root, output string
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := newRoot().ExecuteContext(ctx)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "sigil: "+oneLine(err.Error()))
+		os.Exit(exitCode(err))
+	}
+}
+
+func exitCode(err error) int {
+	var ce *client.Error
+	var ne net.Error
+	var oe *net.OpError
+	switch {
+	case errors.As(err, &ce), errors.As(err, &ne), errors.As(err, &oe):
+		return exitRemote
+	case errors.Is(err, errRemote):
+		return exitRemote
+	}
+	return exitLocal
+}
+
+// errRemote marks failures that the server reported in a 2xx answer (e.g. a
+// broken audit chain).
+var errRemote = errors.New("remote check failed")
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+func newRoot() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:           "sigil",
+		Short:         "Sigil: machine identity lifecycle — internal CA, policy, issuance, revocation, audit",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return bindEnv(cmd)
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.server, "server", "", "Sigil server URL (env SIGIL_SERVER), e.g. https://127.0.0.1:8443")
+	pf.StringVar(&g.token, "token", "", "API token (env SIGIL_TOKEN)")
+	pf.StringVar(&g.root, "root", "", "root CA certificate (PEM) to trust for the server (env SIGIL_ROOT)")
+	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json (env SIGIL_OUTPUT)")
+	root.AddCommand(newServerCmd(), newCertCmd(g), newProfileCmd(g), newTokenCmd(g), newAuditCmd(g), newCACmd(g), newBenchCmd(g))
+	return root
+}
+
+// bindEnv fills every flag the user did not set from SIGIL_<FLAG_NAME>
+// (dashes become underscores): file < env < flags.
+func bindEnv(cmd *cobra.Command) error {
+	var err error
+	set := func(f *pflag.Flag) {
+		if err != nil || f.Changed {
+			return
+		}
+		name := "SIGIL_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok && v != "" {
+			if serr := f.Value.Set(v); serr != nil {
+				err = fmt.Errorf("invalid %s=%q: %w", name, v, serr)
+			}
+		}
+	}
+	cmd.Flags().VisitAll(set)
+	cmd.InheritedFlags().VisitAll(set)
+	return err
+}
+
+func (g *globals) client() (*client.Client, error) {
+	if g.token == "" {
+		return nil, errors.New("no API token: set --token or SIGIL_TOKEN")
+	}
+	return client.New(g.server, g.token, g.root)
+}
+
+// print writes v as JSON, or calls table to write a table.
+func (g *globals) print(w io.Writer, v any, table func(tw *tabwriter.Writer)) error {
+	switch g.output {
+	case "json":
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	case "table", "":
+		tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+		table(tw)
+		return tw.Flush()
+	}
+	return fmt.Errorf("unknown output format %q (use table or json)", g.output)
+}

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/sigil-pki/sigil/internal/server"
+)
+
+func newServerCmd() *cobra.Command {
+	var cfg server.Config
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run the Sigil control plane (API over HTTPS; CRL, OCSP and CA certificates over HTTP)",
+		Example: `  sigil server --dev --data ./sigil-data
+  SIGIL_KEK_FILE=/etc/sigil/kek.key sigil server --data /var/lib/sigil --listen 0.0.0.0:8443 --http-listen 0.0.0.0:8080 --public-url http://ca.internal:8080`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("invalid --log-level %q", logLevel)
+			}
+			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
+			cfg.KEK = os.Getenv("SIGIL_KEK")
+			cfg.KEKPassphrase = os.Getenv("SIGIL_KEK_PASSPHRASE")
+			if cfg.DataDir == "" {
+				cfg.DataDir = "/var/lib/sigil"
+				if cfg.Dev {
+					cfg.DataDir = "./sigil-data"
+				}
+			}
+			s, err := server.New(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			s.Banner(cmd.OutOrStdout())
+			return s.Run(cmd.Context())
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&cfg.Dev, "dev", false, "local zero-setup instance: creates the data directory and keeps the key-encryption key in it")
+	f.StringVar(&cfg.DataDir, "data", "", "data directory (default ./sigil-data with --dev, else /var/lib/sigil)")
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "HTTPS listen address (API)")
+	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:8080", "plain HTTP listen address (CRL, OCSP, CA certificates)")
+	f.StringVar(&cfg.PublicURL, "public-url", "", "base URL of the HTTP listener as relying parties reach it, put in certificates (default http://<http-listen>)")
+	f.StringVar(&cfg.KEKFile, "kek-file", "", "file holding the 32-byte key-encryption key for CA keys (or SIGIL_KEK, SIGIL_KEK_PASSPHRASE)")
+	f.StringVar(&cfg.CAKeyType, "ca-key-type", "ecdsa-p256", "key type of a new CA: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519")
+	f.StringVar(&cfg.CAName, "ca-name", "Sigil", "organisation name in a new CA's certificates")
+	f.StringSliceVar(&cfg.TLSNames, "tls-name", nil, "extra DNS name or IP for the server's own TLS certificate (repeatable)")
+	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}

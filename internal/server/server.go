@@ -1,0 +1,245 @@
+// Package server is the composition root of `sigil server`: it opens the
+// store, loads or creates the CA, wires the RA and the API, runs the
+// listeners and the background tasks.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/sigil-pki/sigil/internal/api"
+	"github.com/sigil-pki/sigil/internal/ca"
+	"github.com/sigil-pki/sigil/internal/identity"
+	"github.com/sigil-pki/sigil/internal/keys"
+	"github.com/sigil-pki/sigil/internal/lint"
+	"github.com/sigil-pki/sigil/internal/ra"
+	"github.com/sigil-pki/sigil/internal/store"
+	"github.com/sigil-pki/sigil/internal/store/sqlite"
+)
+
+// Config is the server's configuration.
+type Config struct {
+	DataDir    string
+	Listen     string // HTTPS: API
+	HTTPListen string // plain HTTP: CRL, OCSP, CA certificates
+	PublicURL  string // base URL of the plain-HTTP listener as clients reach it; default from HTTPListen
+	Dev        bool
+
+	KEKFile       string
+	KEK           string
+	KEKPassphrase string
+
+	CAKeyType string
+	CAName    string
+	TLSNames  []string // extra names for the server's own certificate
+
+	Log *slog.Logger
+	Out io.Writer // where the start-up banner goes
+}
+
+// Server is a running Sigil control plane.
+type Server struct {
+	cfg   Config
+	store store.Store
+	ra    *ra.RA
+	log   *slog.Logger
+
+	apiLn, httpLn net.Listener
+	tlsCert       atomic.Pointer[tls.Certificate]
+	tlsNotAfter   atomic.Int64
+
+	// APIURL and PublicURL are where the listeners ended up (useful with port 0).
+	APIURL, PublicURL string
+}
+
+func randRead(b []byte) (int, error) { return rand.Read(b) }
+
+// New prepares a server: data directory, store, CA, admin token, listeners.
+// It binds the listeners (so port 0 works) but serves nothing until Run.
+func New(ctx context.Context, cfg Config) (_ *Server, err error) {
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.CAKeyType == "" {
+		cfg.CAKeyType = identity.KeyECDSAP256
+	}
+	if cfg.CAName == "" {
+		cfg.CAName = "Sigil"
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating data directory: %w", err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Log}
+	defer func() {
+		if err != nil {
+			s.Close()
+		}
+	}()
+	if s.apiLn, err = net.Listen("tcp", cfg.Listen); err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", cfg.Listen, err)
+	}
+	if s.httpLn, err = net.Listen("tcp", cfg.HTTPListen); err != nil {
+		return nil, fmt.Errorf("listening on %s: %w", cfg.HTTPListen, err)
+	}
+	s.APIURL = "https://" + s.apiLn.Addr().String()
+	s.PublicURL = cfg.PublicURL
+	if s.PublicURL == "" {
+		s.PublicURL = "http://" + s.httpLn.Addr().String()
+	}
+	kek, err := loadKEK(&cfg)
+	if err != nil {
+		return nil, err
+	}
+	backend, err := keys.NewFileBackend(filepath.Join(cfg.DataDir, "keys"), kek)
+	if err != nil {
+		return nil, err
+	}
+	if s.store, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "sigil.db")); err != nil {
+		return nil, err
+	}
+	urls := ca.URLs{Base: s.PublicURL}
+	issuers, defaultID, err := ensureCA(ctx, &cfg, s.store, backend, urls)
+	if err != nil {
+		return nil, err
+	}
+	linter, err := lint.New()
+	if err != nil {
+		return nil, err
+	}
+	authority, err := ca.New(issuers, defaultID, linter, urls)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeRootPEM(cfg.DataDir, issuers); err != nil {
+		return nil, err
+	}
+	s.ra = ra.New(s.store, authority, s.log, time.Now)
+	if err := ensureAdminToken(ctx, cfg.DataDir, s.store, s.ra); err != nil {
+		return nil, err
+	}
+	if err := s.ensureTLSCert(ctx); err != nil {
+		return nil, err
+	}
+	for _, iss := range issuers {
+		if _, err := s.ra.CRL(ctx, iss.ID); err != nil {
+			return nil, fmt.Errorf("publishing the CRL of %q: %w", iss.ID, err)
+		}
+	}
+	return s, nil
+}
+
+// RA returns the registration authority (for in-process tests and tools).
+func (s *Server) RA() *ra.RA { return s.ra }
+
+// Store returns the store.
+func (s *Server) Store() store.Store { return s.store }
+
+// Run serves until ctx is cancelled, then shuts down gracefully.
+func (s *Server) Run(ctx context.Context) error {
+	a := &api.Server{RA: s.ra, Log: s.log, Now: time.Now, Ready: s.store.Ping}
+	tlsCfg := &tls.Config{
+		MinVersion: tls.VersionTLS12,
+		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+			return s.tlsCert.Load(), nil
+		},
+	}
+	apiSrv := &http.Server{Handler: a.APIHandler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	pubSrv := &http.Server{Handler: a.PublicHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
+	errc := make(chan error, 4)
+	go func() { errc <- apiSrv.ServeTLS(s.apiLn, "", "") }()
+	go func() { errc <- pubSrv.Serve(s.httpLn) }()
+	tctx, stopTasks := context.WithCancel(ctx)
+	defer stopTasks()
+	go func() { errc <- s.runTasks(tctx) }()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		if errors.Is(err, http.ErrServerClosed) || errors.Is(err, context.Canceled) {
+			err = nil
+		}
+	}
+	shutCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = apiSrv.Shutdown(shutCtx)
+	_ = pubSrv.Shutdown(shutCtx)
+	return err
+}
+
+// Close releases the store and listeners.
+func (s *Server) Close() {
+	if s.apiLn != nil {
+		s.apiLn.Close()
+	}
+	if s.httpLn != nil {
+		s.httpLn.Close()
+	}
+	if s.store != nil {
+		s.store.Close()
+	}
+}
+
+// runTasks runs the background work: CRL refresh and TLS certificate renewal.
+func (s *Server) runTasks(ctx context.Context) error {
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		for _, iss := range s.ra.CA().Issuers() {
+			// CRL returns the stored CRL while it is fresh and republishes
+			// once half its validity has passed.
+			if _, err := s.ra.CRL(ctx, iss.ID); err != nil {
+				s.log.Error("refreshing CRL", "issuer", iss.ID, "err", err)
+			}
+		}
+		if time.Now().Unix() >= s.tlsNotAfter.Load() {
+			if err := s.ensureTLSCert(ctx); err != nil {
+				s.log.Error("renewing the server's TLS certificate", "err", err)
+			}
+		}
+	}
+}
+
+func writeRootPEM(dir string, issuers []*ca.Issuer) error {
+	for _, i := range issuers {
+		if len(i.Chain) == 0 {
+			return keys.WriteFileAtomic(filepath.Join(dir, "root.pem"), ca.PEM(i.Cert.Raw), 0o644)
+		}
+	}
+	return errors.New("no root issuer")
+}
+
+// Banner prints how to connect.
+func (s *Server) Banner(w io.Writer) {
+	root := filepath.Join(s.cfg.DataDir, "root.pem")
+	fp := ""
+	for _, i := range s.ra.CA().Issuers() {
+		if len(i.Chain) == 0 {
+			fp = identity.Fingerprint(i.Cert.Raw)
+		}
+	}
+	fmt.Fprintf(w, `Sigil is running.
+  API (HTTPS):        %s
+  CRL, OCSP, CA certs: %s
+  root certificate:   %s (sha256 %s)
+  admin token:        %s
+Connect with:
+  export SIGIL_SERVER=%s SIGIL_TOKEN=$(cat %s) SIGIL_ROOT=%s
+`, s.APIURL, s.PublicURL, root, fp, filepath.Join(s.cfg.DataDir, "admin.token"), s.APIURL, filepath.Join(s.cfg.DataDir, "admin.token"), root)
+}

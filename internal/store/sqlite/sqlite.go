@@ -1,0 +1,358 @@
+// Package sqlite is the single-file SQLite backend of store.Store, built on the
+// pure-Go driver modernc.org/sqlite.
+//
+// The database runs in WAL mode with two handles: a writer limited to one
+// connection, whose transactions begin IMMEDIATE so a transaction never has to
+// upgrade a read lock (the cause of SQLITE_BUSY deadlocks), and a pool of
+// query-only readers, which in WAL see the last commit without waiting for the
+// writer.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/sigil-pki/sigil/internal/store"
+)
+
+// busyTimeoutMS bounds how long a connection waits for a lock held by another
+// process (another sigil on the same file, a backup tool) before SQLITE_BUSY.
+const busyTimeoutMS = 5000
+
+// maxReaders caps the reader pool: each connection holds three file
+// descriptors and its own page cache.
+const maxReaders = 32
+
+// Writer pragmas. synchronous=NORMAL: in WAL mode a commit is appended to the
+// WAL without fsync and the WAL is fsynced at checkpoints, so a committed
+// transaction survives an application crash; only an OS crash or power loss
+// can lose the last commits (never corrupt the file). FULL would fsync every
+// commit and cap issuance at the disk's fsync rate.
+var writerPragmas = []string{
+	fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS),
+	"foreign_keys(1)",
+	"journal_mode(WAL)",
+	"synchronous(NORMAL)",
+}
+
+// Readers are query_only so that a read method can never write by mistake.
+var readerPragmas = []string{
+	fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS),
+	"foreign_keys(1)",
+	"query_only(1)",
+}
+
+// Store is a store.Store backed by one SQLite file.
+type Store struct {
+	path  string
+	w     *sql.DB // the single writer connection
+	r     *sql.DB // reader pool
+	stmts hotStmts
+}
+
+var _ store.Store = (*Store)(nil)
+
+// hotStmts are prepared once on the writer connection and reused by every
+// transaction (sql.Tx.StmtContext finds the statement already prepared on the
+// writer's only connection), sparing a parse per issuance.
+type hotStmts struct {
+	insertCert, markIssued, revoke  *sql.Stmt
+	auditHead, insertAudit, setHead *sql.Stmt
+}
+
+// Open opens (creating if needed) the database at path, applies pending
+// migrations and returns a Store. Close it when done.
+func Open(ctx context.Context, path string) (*Store, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: resolving %s: %w", path, err)
+	}
+	// Create the file owner-only before SQLite does: it holds token hashes and
+	// the audit log, and SQLite gives the -wal and -shm files the same mode.
+	f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: opening %s: %w", path, err)
+	}
+	f.Close()
+
+	s := &Store{path: path}
+	if err := s.open(ctx, abs); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) open(ctx context.Context, abs string) error {
+	var err error
+	if s.w, err = sql.Open("sqlite", dsn(abs, writerPragmas, true)); err != nil {
+		return fmt.Errorf("sqlite: %w", err)
+	}
+	s.w.SetMaxOpenConns(1)
+	s.w.SetMaxIdleConns(1)
+	s.w.SetConnMaxLifetime(0)
+	s.w.SetConnMaxIdleTime(0)
+
+	// journal_mode(WAL) in the DSN does not report failure (e.g. a file system
+	// without shared memory), so check what SQLite actually did.
+	var mode string
+	if err := s.w.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("sqlite: opening %s: %w", s.path, err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("sqlite: %s: journal mode is %q, WAL is required", s.path, mode)
+	}
+	if err := migrate(ctx, s.w); err != nil {
+		return err
+	}
+
+	if s.r, err = sql.Open("sqlite", dsn(abs, readerPragmas, false)); err != nil {
+		return fmt.Errorf("sqlite: %w", err)
+	}
+	s.r.SetMaxOpenConns(maxReaders)
+	s.r.SetMaxIdleConns(4)
+	if err := s.r.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: opening reader: %w", err)
+	}
+	return s.prepare(ctx)
+}
+
+func (s *Store) prepare(ctx context.Context) error {
+	for _, p := range []struct {
+		dst   **sql.Stmt
+		query string
+	}{
+		{&s.stmts.insertCert, insertCertSQL},
+		{&s.stmts.markIssued, markIssuedSQL},
+		{&s.stmts.revoke, revokeSQL},
+		{&s.stmts.auditHead, auditHeadSQL},
+		{&s.stmts.insertAudit, insertAuditSQL},
+		{&s.stmts.setHead, setHeadSQL},
+	} {
+		st, err := s.w.PrepareContext(ctx, p.query)
+		if err != nil {
+			return fmt.Errorf("sqlite: preparing statement: %w", err)
+		}
+		*p.dst = st
+	}
+	return nil
+}
+
+// dsn builds a file: URI (so any path, even one holding '?' or '#', is
+// escaped) carrying the driver's _pragma and _txlock parameters.
+func dsn(abs string, pragmas []string, immediate bool) string {
+	q := url.Values{}
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
+	if immediate {
+		q.Set("_txlock", "immediate")
+	}
+	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}
+	return u.String()
+}
+
+// Path returns the database file path given to Open.
+func (s *Store) Path() string { return s.path }
+
+// Ping reports whether both handles can reach the database.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.w.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: ping writer: %w", err)
+	}
+	if err := s.r.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: ping reader: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database. Readers close first so that the writer, the last
+// connection, checkpoints the WAL into the main file.
+func (s *Store) Close() error {
+	var errs []error
+	if s.r != nil {
+		errs = append(errs, s.r.Close())
+	}
+	for _, st := range []*sql.Stmt{s.stmts.insertCert, s.stmts.markIssued, s.stmts.revoke,
+		s.stmts.auditHead, s.stmts.insertAudit, s.stmts.setHead} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
+	if s.w != nil {
+		errs = append(errs, s.w.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// updateKey marks a context inside Update: a nested Update on the same Store
+// would wait forever for the writer connection its caller holds.
+type updateKey struct{}
+
+// Update runs fn in one IMMEDIATE transaction on the writer connection.
+// Concurrent Updates queue for that connection, honouring ctx while waiting.
+func (s *Store) Update(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
+	if ctx.Value(updateKey{}) == s {
+		return errors.New("sqlite: Update called inside Update on the same store")
+	}
+	sqlTx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: begin transaction: %w", err)
+	}
+	finished := false
+	// No recover: a panic (or runtime.Goexit) still runs this, rolls back so
+	// the writer connection is not wedged, and then keeps unwinding.
+	defer func() {
+		if !finished {
+			_ = sqlTx.Rollback()
+		}
+	}()
+	t := &txn{s: s, tx: sqlTx}
+	if err := fn(context.WithValue(ctx, updateKey{}, s), t); err != nil {
+		finished = true
+		if rbErr := sqlTx.Rollback(); rbErr != nil && !errors.Is(rbErr, sql.ErrTxDone) {
+			return errors.Join(err, fmt.Errorf("sqlite: rollback: %w", rbErr))
+		}
+		return err
+	}
+	finished = true
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: commit: %w", err)
+	}
+	return nil
+}
+
+// txn implements store.Tx on an open writer transaction.
+type txn struct {
+	s  *Store
+	tx *sql.Tx
+}
+
+func (t *txn) stmt(ctx context.Context, st *sql.Stmt) *sql.Stmt { return t.tx.StmtContext(ctx, st) }
+
+// isUnique reports a UNIQUE or PRIMARY KEY constraint violation.
+func isUnique(err error) bool {
+	var e *sqlite.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}
+
+// writeErr wraps a write error, mapping unique violations to store.ErrConflict.
+func writeErr(err error, what string) error {
+	if isUnique(err) {
+		return fmt.Errorf("%w: %s already exists", store.ErrConflict, what)
+	}
+	return fmt.Errorf("sqlite: writing %s: %w", what, err)
+}
+
+// readErr wraps a read error, mapping sql.ErrNoRows to store.ErrNotFound.
+func readErr(err error, what string) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w: %s", store.ErrNotFound, what)
+	}
+	return fmt.Errorf("sqlite: reading %s: %w", what, err)
+}
+
+// affected returns the rows changed by an UPDATE or DELETE.
+func affected(res sql.Result, err error) (int64, error) {
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// scanner is *sql.Row or *sql.Rows.
+type scanner interface{ Scan(dest ...any) error }
+
+// Times are unix microseconds UTC; the zero time is NULL.
+func micros(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+// ceilMicros rounds t up to a microsecond, so a filter bound between two
+// stored microseconds compares correctly: x >= t ⇔ x >= ceil(t), x < t ⇔ x < ceil(t).
+// Bounds compared with > use t.UnixMicro(), which rounds down.
+func ceilMicros(t time.Time) int64 {
+	m := t.UnixMicro()
+	if t.Nanosecond()%1000 != 0 {
+		m++
+	}
+	return m
+}
+
+func fromMicros(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(n.Int64).UTC()
+}
+
+// blob stores empty byte slices as NULL; nilIfEmpty reads them back as nil.
+func blob(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+func nilIfEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// jsonText encodes a non-empty map or slice as JSON text; empty ones are NULL.
+func jsonText[T any](v T, n int) (any, error) {
+	if n == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return string(b), nil
+}
+
+func fromJSON(s sql.NullString, dst any) error {
+	if !s.Valid || s.String == "" {
+		return nil
+	}
+	return json.Unmarshal([]byte(s.String), dst)
+}
+
+// limitClause appends LIMIT for a positive limit.
+func limitClause(q string, args []any, limit int) (string, []any) {
+	if limit > 0 {
+		return q + " LIMIT ?", append(args, limit)
+	}
+	return q, args
+}
+
+// where joins filter conditions.
+func where(conds []string) string {
+	if len(conds) == 0 {
+		return ""
+	}
+	return " WHERE " + strings.Join(conds, " AND ")
+}
+
+// serialOrder sorts canonical serials (lowercase hex, no leading zeros)
+// numerically: a shorter one is smaller, equal lengths compare as text.
+const serialOrder = "length(serial), serial"
