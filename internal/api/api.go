@@ -152,9 +152,12 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) erro
 	dec := json.NewDecoder(strings.NewReader(string(body)))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if errors.Is(err, io.EOF) {
+			return fail.New(fail.Malformed, "invalid JSON body: the body is empty, a JSON object is required")
+		}
 		return fail.New(fail.Malformed, "invalid JSON body: %v", err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF {
 		return fail.New(fail.Malformed, "invalid JSON body: unexpected data after the object")
 	}
 	return nil

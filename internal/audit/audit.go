@@ -118,7 +118,10 @@ func (v *Verifier) Finish(headSeq int64, headHash string) (int64, error) {
 	if v.prev != nil {
 		last, lastHash = v.prev.Seq, v.prev.Hash
 	}
-	if last != headSeq || lastHash != headHash {
+	switch {
+	case last == headSeq && lastHash != headHash:
+		return v.count, &ChainError{Seq: last, Reason: "the newest event does not match the recorded head: it (or the head) was edited"}
+	case last != headSeq:
 		return v.count, &ChainError{Seq: last + 1, Reason: fmt.Sprintf("chain ends at event %d but the recorded head is event %d: newest events were removed or the head was edited", last, headSeq)}
 	}
 	return v.count, nil

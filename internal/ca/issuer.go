@@ -42,10 +42,11 @@ type Issuer struct {
 	Signer crypto.Signer
 	Chain  []*x509.Certificate
 
-	hash    crypto.Hash   // digest the issuer signs with
-	lint    crypto.Signer // throwaway key of the same type, to sign lint certificates
-	lintCA  *x509.Certificate
-	keyType string
+	chainPEM []byte        // computed once: issuance returns it every time
+	hash     crypto.Hash   // digest the issuer signs with
+	lint     crypto.Signer // throwaway key of the same type, to sign lint certificates
+	lintCA   *x509.Certificate
+	keyType  string
 }
 
 // NewIssuer wraps a certificate and its key, checking they belong together,
@@ -79,6 +80,14 @@ func NewIssuer(id string, cert *x509.Certificate, signer crypto.Signer, chain []
 	lintCA := *cert
 	lintCA.PublicKey = iss.lint.Public()
 	iss.lintCA = &lintCA
+	if !isSelfSigned(cert) {
+		iss.chainPEM = append(iss.chainPEM, pemCert(cert.Raw)...)
+	}
+	for _, c := range chain {
+		if !isSelfSigned(c) {
+			iss.chainPEM = append(iss.chainPEM, pemCert(c.Raw)...)
+		}
+	}
 	return iss, nil
 }
 
@@ -87,18 +96,7 @@ func (i *Issuer) KeyType() string { return i.keyType }
 
 // ChainPEM returns the issuer and the certificates above it, excluding the
 // root: what a server presents after its leaf.
-func (i *Issuer) ChainPEM() []byte {
-	var b []byte
-	if !isSelfSigned(i.Cert) {
-		b = append(b, pemCert(i.Cert.Raw)...)
-	}
-	for _, c := range i.Chain {
-		if !isSelfSigned(c) {
-			b = append(b, pemCert(c.Raw)...)
-		}
-	}
-	return b
-}
+func (i *Issuer) ChainPEM() []byte { return i.chainPEM }
 
 func hashFor(pub crypto.PublicKey) crypto.Hash {
 	switch k := pub.(type) {

@@ -45,7 +45,7 @@ func SerialFromBig(n *big.Int) Serial { return Serial(n.Text(16)) }
 func ParseSerial(s string) (Serial, error) {
 	s = strings.TrimSpace(s)
 	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
-	s = strings.NewReplacer(":", "", " ", "", "-", "").Replace(s)
+	s = strings.NewReplacer(":", "", " ", "").Replace(s)
 	if s == "" || len(s) > 64 {
 		return "", fmt.Errorf("%w: %q", ErrBadSerial, truncate(s, 70))
 	}

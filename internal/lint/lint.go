@@ -18,13 +18,13 @@
 //
 // # Lint set
 //
-// Included sources: [lint.RFC5280] and [lint.CABFBaselineRequirements], plus
-// the three tiny RFC sources that check key-usage/key-type consistency and IDN
-// normalisation ([lint.RFC3279], [lint.RFC8813], [lint.RFC5891]; together
-// under 1 µs). As in zlint itself, CA/B BR lints only run on certificates
-// that zlint considers server-auth capable (serverAuth or anyEKU, or no EKU at
-// all; this includes Sigil's root and intermediates); RFC lints run on every
-// certificate.
+// Included sources: zlint's RFC5280 and CABF_BR, plus the three tiny RFC
+// sources that check key-usage/key-type consistency and IDN normalisation
+// (RFC3279, RFC8813, RFC5891: five lints, under 1 µs together). About 200
+// lints in all; [Linter.Names] lists them. As in zlint itself, CA/B BR lints
+// only run on certificates zlint considers server-auth capable (serverAuth or
+// anyEKU or no EKU at all, which includes Sigil's roots and intermediates);
+// RFC lints run on every certificate, client-only ones included.
 //
 // Only lints whose name starts with "e_" are run. "w_" and "n_" lints may
 // only report Warn/Notice (zlint's naming contract), which Lint ignores, so
@@ -33,50 +33,71 @@
 // already rejects.)
 //
 // Not included: Community (its e_cert_issued_by_compromised_emudhra_ca alone
-// costs ~4.3 ms per certificate and e_ecdsa_small_private_key ~90 µs; it adds
-// nothing for certificates whose keys and issuer Sigil controls), the
-// root-program policies (Mozilla, Apple, Chrome), EV, S/MIME BR, code-signing
-// BR, ETSI and the CT lints (RFC 6962): none of them describe what a private
-// CA issues.
+// costs ~4.3 ms per certificate and e_ecdsa_small_private_key ~90 µs, for
+// checks about third-party issuers and keys that Sigil's own key-type checks
+// cover), the root-program policies (Mozilla, Apple, Chrome), EV, S/MIME BR,
+// code-signing BR, ETSI and the CT lints (RFC 6962): none of them describe
+// what a private CA issues.
 //
-// Excluded by name, because they are wrong for a private CA and fire on
-// legitimate private certificates (see [Excluded] for the per-lint reason):
+// Excluded by name ([Excluded] gives the reason for each), because they are
+// wrong for a private CA and fire on legitimate private certificates:
 //
 //   - Public-suffix-list, IANA TLD and "reserved IP" checks: names like
-//     api.prod.internal, bar.test, localhost, and addresses like 127.0.0.1,
-//     10.0.0.0/8 and ::1 are the normal case here.
-//   - The CA/B Forum SAN-type restriction for URI and rfc822Name SANs (SPIFFE
-//     IDs and e-mail addresses are issued here).
+//     api.prod.internal, bar.test, localhost, redis or app, and addresses like
+//     127.0.0.1, 10.0.0.0/8 and ::1 are the normal case here.
+//   - The CA/B SAN-type restriction for URI and rfc822Name SANs (SPIFFE IDs
+//     and e-mail addresses are issued here). RFC 5280 syntax checks on them
+//     stay.
 //   - Certificate-policy presence: the CA/B reserved policy OIDs assert
 //     Web-PKI validation, which a private CA must not claim.
-//   - CA/B subject-attribute rules that exist to constrain *validated*
-//     organisation/address data (e.g. "countryName MUST appear if O is
-//     present"); subject attributes are Sigil profile policy.
+//   - CA/B subject-attribute rules that constrain *validated* organisation and
+//     address data (e.g. "countryName MUST appear if O is present", no OU, the
+//     CA/B attribute order that Go's encoder does not follow); subject
+//     attributes are Sigil profile policy.
 //   - Validity-period caps: maximum lifetime is Sigil profile policy.
-//   - The BR algorithm allow-lists that reject Ed25519 keys and signatures
+//   - The CA/B algorithm allow-lists that reject Ed25519 keys and signatures
 //     (RFC 8410), which Sigil supports.
+//   - e_cert_ext_invalid_der, for cost: the most expensive lint of the set
+//     (~6-8 µs), and it cannot fire on anything crypto/x509 encodes.
 //
 // Kept on purpose although Web-PKI flavoured: AIA OCSP/caIssuers and CRL
-// distribution point presence and "http only" rules, the EKU rules for
-// server certificates, and the DNS label syntax rules (underscores, empty
-// labels, wildcard placement, label length).
+// distribution point presence and "HTTP only" rules (so every leaf needs an
+// OCSP URL and every intermediate a CRL URL), the EKU rules for server
+// certificates (serverAuth may only be combined with clientAuth; a leaf
+// without EKU fails), CN must be one of the SANs and at most 64 characters,
+// URI SAN hosts must be dotted FQDNs or IPs (so spiffe://prod/... fails),
+// and the DNS syntax rules (underscores, empty labels, wildcard placement,
+// label length). No included lint consults the public suffix list, so
+// DNS names are never looked up in it.
 //
 // # Cost
 //
-// Measured on the 2-core development machine (Xeon, Go 1.26) over a
-// Sigil-shaped ECDSA P-256 leaf (see BenchmarkLint): the whole of zlint is
-// ~4.5 ms/cert, RFC 5280 + CA/B BR run through zlint.LintCertificateEx
-// ~225 µs/cert. This package: ~33 µs of it is zcrypto's reflection-based
-// ParseCertificate (unavoidable with zcrypto), and the ~300 selected lints
-// cost ~15-20 µs; see the benchmark for current figures.
+// Measured on the 2-core development machine (Intel Xeon, Go 1.26.8, one
+// core, GC included, best of several runs on a sometimes busy machine) over a
+// Sigil-shaped ECDSA P-256 leaf:
+//
+//	all of zlint (450 lints), zlint.LintCertificateEx, with parse   ~4.5 ms
+//	RFC5280 + CABF_BR (300 lints), zlint.LintCertificateEx           ~229 µs
+//	this set run zlint's way (BenchmarkZlintExecution)               ~156 µs
+//	Lint (BenchmarkLint)                                             ~110 µs
+//	  of which zcrypto ParseCertificate (BenchmarkParse)              ~36 µs
+//
+// The ~75 µs left for the lints is mostly zlint's own: its GetExtFromCert,
+// called by most CheckApplies, stringifies the extension OID with repeated
+// concatenation (~20 µs per certificate); the URI-host FQDN regexp of
+// e_ext_san_uri_host_not_fqdn_or_ip (~5-9 µs per URI SAN); and the GC work
+// for ~30 KB of garbage. Going lower would need changes to zlint or zcrypto
+// themselves. Every remaining lint costs under ~2 µs; running
+// "SIGIL_LINT_PROFILE=1 go test -run ProfileLintCost -v" lists them.
 //
 // The speed comes from:
-//   - filtering zlint's registry once, in New;
+//   - filtering zlint's registry once, in New, and skipping w_/n_ lints;
 //   - constructing and configuring every lint once, in New, instead of once
-//     per lint per certificate as zlint does (one of them compiles a regular
-//     expression in its constructor: ~11 µs per certificate);
+//     per lint per certificate as zlint does (e_dnsname_bad_character_in_label
+//     compiles a regular expression in its constructor: ~10 µs per
+//     certificate);
 //   - evaluating zlint's CA/B server-auth pre-filter once per certificate
-//     rather than once per lint, and the effective-date check before
+//     rather than once per lint, and the cheap effective-date check before
 //     CheckApplies;
 //   - not building zlint's per-certificate ResultSet map.
 //
@@ -84,8 +105,8 @@
 // (no fields) or on an audited list of lints whose fields are set at
 // construction/configuration and only read afterwards; any other lint (for
 // instance one added by a future zlint upgrade) is constructed per call, as
-// zlint does. Nothing is cached across certificates: every call parses the
-// DER afresh.
+// zlint does, and a test fails to flag it for audit. Nothing is cached across
+// certificates: every call parses the DER afresh.
 package lint
 
 import (
@@ -103,8 +124,8 @@ import (
 	"github.com/zmap/zlint/v3/util"
 )
 
-// Sources are the zlint lint sources the Linter draws from.
-var Sources = zl.SourceList{
+// sources are the zlint lint sources the Linter draws from.
+var sources = zl.SourceList{
 	zl.RFC5280,
 	zl.RFC3279,
 	zl.RFC5891,
@@ -112,10 +133,11 @@ var Sources = zl.SourceList{
 	zl.CABFBaselineRequirements,
 }
 
-// Excluded maps each lint excluded by name to the reason it is wrong for
-// Sigil's private CA. New fails if zlint no longer knows one of these names,
-// so a zlint upgrade that renames a lint cannot silently re-enable it.
-var Excluded = map[string]string{
+// excluded maps each lint excluded by name to the reason it is wrong for
+// Sigil's private CA. New fails if zlint no longer knows one of these names
+// (zlint's Filter rejects unknown names), so a zlint upgrade that renames a
+// lint cannot silently re-enable it under its new name unnoticed by tests.
+var excluded = map[string]string{
 	// Public suffix list / IANA TLD / reserved-address checks.
 	"e_dnsname_not_valid_tld":             "requires an IANA TLD; internal names (api.prod.internal, bar.test, localhost) have none",
 	"e_dnsname_contains_bare_iana_suffix": "rejects single-label names that happen to be IANA TLDs (app, dev, cloud), which are ordinary short host names on a private network",
@@ -163,6 +185,9 @@ var Excluded = map[string]string{
 	// CA/B algorithm allow-lists that predate Ed25519.
 	"e_algorithm_identifier_improper_encoding": "CA/B allow-list of RSA/ECDSA SubjectPublicKeyInfo encodings; rejects Ed25519 (RFC 8410) subject keys, which Sigil issues. RSA NULL parameters are still checked by e_spki_rsa_encryption_parameter_not_null",
 	"e_signature_algorithm_not_supported":      "CA/B allow-list of RSA/ECDSA signature algorithms; rejects certificates signed by an Ed25519 CA key. SHA-1 is still rejected by e_sub_cert_or_sub_ca_using_sha1",
+
+	// Expensive and irrelevant to certificates encoded by crypto/x509.
+	"e_cert_ext_invalid_der": "the most expensive lint of the set (~6-8 µs: it re-decodes the whole certificate with reflection) and cannot fire on certificates made by crypto/x509, whose encoding/asn1 always omits an optional BOOLEAN that is FALSE; revisit if Sigil ever encodes certificates by other means",
 }
 
 // sharedStateful lists lints whose instances have fields but were audited to
@@ -237,7 +262,7 @@ type compiledLint struct {
 // New builds the filtered registry and the lint instances. Call it once.
 func New() (*Linter, error) {
 	reg, err := zl.GlobalRegistry().Filter(zl.FilterOptions{
-		IncludeSources: Sources,
+		IncludeSources: sources,
 		ExcludeNames:   excludedNames(),
 	})
 	if err != nil {
@@ -264,7 +289,7 @@ func New() (*Linter, error) {
 		l.lints = append(l.lints, c)
 	}
 	if len(l.lints) == 0 {
-		return nil, fmt.Errorf("lint: no zlint lints registered for %v", Sources)
+		return nil, fmt.Errorf("lint: no zlint lints registered for %v", sources)
 	}
 	sort.Slice(l.lints, func(i, j int) bool { return l.lints[i].meta.Name < l.lints[j].meta.Name })
 	l.names = make([]string, len(l.lints))
@@ -274,9 +299,19 @@ func New() (*Linter, error) {
 	return l, nil
 }
 
+// Excluded returns a copy of the lints excluded by name, each with the reason
+// it is wrong for Sigil's private CA.
+func Excluded() map[string]string {
+	m := make(map[string]string, len(excluded))
+	for k, v := range excluded {
+		m[k] = v
+	}
+	return m
+}
+
 func excludedNames() []string {
-	names := make([]string, 0, len(Excluded))
-	for n := range Excluded {
+	names := make([]string, 0, len(excluded))
+	for n := range excluded {
 		names = append(names, n)
 	}
 	sort.Strings(names)

@@ -9,6 +9,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"cel.dev/cel-go/common/types"
 )
 
 // Requester is who asks for the certificate.
@@ -232,7 +234,8 @@ func (c *Compiled) commonName(r *Request) (string, *Refusal) {
 }
 
 // celRequest is the rule's view of the request, with names normalised as
-// they were matched.
+// they were matched. Values are built as CEL values directly: wrapping Go
+// slices and maps would cost a reflection call per element access.
 func celRequest(r *Request, cn string, ttl time.Duration) map[string]any {
 	dns := make([]string, len(r.DNSNames))
 	for i, d := range r.DNSNames {
@@ -255,15 +258,16 @@ func celRequest(r *Request, cn string, ttl time.Duration) map[string]any {
 	if labels == nil {
 		labels = emptyLabels
 	}
+	a := types.DefaultTypeAdapter
 	return map[string]any{
-		"common_name": cn,
-		"dns":         dns,
-		"ips":         ips,
-		"uris":        uris,
-		"emails":      emails,
-		"key_type":    r.KeyType,
-		"ttl_seconds": int64(ttl / time.Second),
-		"owner":       r.Owner,
-		"labels":      labels,
+		"common_name": types.String(cn),
+		"dns":         types.NewStringList(a, dns),
+		"ips":         types.NewStringList(a, ips),
+		"uris":        types.NewStringList(a, uris),
+		"emails":      types.NewStringList(a, emails),
+		"key_type":    types.String(r.KeyType),
+		"ttl_seconds": types.Int(ttl / time.Second),
+		"owner":       types.String(r.Owner),
+		"labels":      types.NewStringStringMap(a, labels),
 	}
 }

@@ -330,6 +330,12 @@ func TestEvaluateRule(t *testing.T) {
 				r.DNSNames[i] = "a.test"
 			}
 		}, RuleCEL}, // 10^6 iterations: over the cost limit
+		{`request.dns.all(a, request.dns.all(b, a != ""))`, func(r *Request) {
+			r.DNSNames = make([]string, 100)
+			for i := range r.DNSNames {
+				r.DNSNames[i] = "a.test"
+			}
+		}, ""}, // all pairs of 100 names fit in the budget
 	}
 	for _, tt := range tests {
 		t.Run(tt.rule, func(t *testing.T) {

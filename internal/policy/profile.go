@@ -72,8 +72,11 @@ func (d Duration) String() string {
 // MarshalJSON writes the duration as a string.
 func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
 
-// UnmarshalJSON accepts only a duration string.
+// UnmarshalJSON accepts only a duration string (or null).
 func (d *Duration) UnmarshalJSON(b []byte) error {
+	if string(b) == "null" {
+		return nil // as in YAML, null leaves the field unset
+	}
 	var s string
 	if err := json.Unmarshal(b, &s); err != nil {
 		return fmt.Errorf("duration must be a string such as \"720h\", not %s", truncate(string(b), 32))
@@ -203,9 +206,27 @@ func decodeJSON(data []byte, doc *Document) error {
 	if err := checkJSONKeys(data); err != nil {
 		return err
 	}
+	var raw struct {
+		Profiles []json.RawMessage `json:"profiles"`
+	}
+	if err := strictJSON(data, &raw); err != nil {
+		return err
+	}
+	// Decoding profiles one by one lets errors say which one is wrong.
+	for i, r := range raw.Profiles {
+		var p Profile
+		if err := strictJSON(r, &p); err != nil {
+			return fmt.Errorf("profiles[%d]: %w", i, err)
+		}
+		doc.Profiles = append(doc.Profiles, p)
+	}
+	return nil
+}
+
+func strictJSON(data []byte, v any) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(doc); err != nil {
+	if err := dec.Decode(v); err != nil {
 		return err
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
@@ -220,16 +241,39 @@ func decodeJSON(data []byte, doc *Document) error {
 func checkJSONKeys(data []byte) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	type frame struct {
-		keys   map[string]bool
-		object bool
-		expect bool // next token is a key
+		keys   map[string]bool // nil for arrays
+		key    string          // current key (objects)
+		idx    int             // current element (arrays)
+		expect bool            // objects: next token is a key or '}'
 	}
 	var stack []frame
-	// After a value, the enclosing object expects a key or its end.
-	valueDone := func(stack []frame) {
-		if n := len(stack); n > 0 && stack[n-1].object {
-			stack[n-1].expect = true
+	// After a value, the enclosing object expects a key and the enclosing
+	// array moves to its next element.
+	valueDone := func() {
+		if n := len(stack); n > 0 {
+			if stack[n-1].keys != nil {
+				stack[n-1].expect = true
+			} else {
+				stack[n-1].idx++
+			}
 		}
+	}
+	path := func() string {
+		var b strings.Builder
+		for _, f := range stack[:len(stack)-1] {
+			if f.keys == nil {
+				fmt.Fprintf(&b, "[%d]", f.idx)
+			} else {
+				if b.Len() > 0 {
+					b.WriteByte('.')
+				}
+				b.WriteString(f.key)
+			}
+		}
+		if b.Len() == 0 {
+			return ""
+		}
+		return b.String() + ": "
 	}
 	for {
 		tok, err := dec.Token()
@@ -239,26 +283,26 @@ func checkJSONKeys(data []byte) error {
 		if err != nil {
 			return err
 		}
-		if n := len(stack); n > 0 && stack[n-1].object && stack[n-1].expect {
+		if n := len(stack); n > 0 && stack[n-1].keys != nil && stack[n-1].expect {
 			if d, ok := tok.(json.Delim); ok && d == '}' {
 				stack = stack[:n-1]
-				valueDone(stack)
+				valueDone()
 				continue
 			}
 			key, _ := tok.(string)
 			if !isJSONKey(key) {
-				return fmt.Errorf("json: unknown field %q", key)
+				return fmt.Errorf("json: %sunknown field %q", path(), key)
 			}
 			if stack[n-1].keys[key] {
-				return fmt.Errorf("json: duplicate field %q", key)
+				return fmt.Errorf("json: %sduplicate field %q", path(), key)
 			}
 			stack[n-1].keys[key] = true
-			stack[n-1].expect = false
+			stack[n-1].key, stack[n-1].expect = key, false
 			continue
 		}
 		switch tok {
 		case json.Delim('{'):
-			stack = append(stack, frame{keys: map[string]bool{}, object: true, expect: true})
+			stack = append(stack, frame{keys: map[string]bool{}, expect: true})
 			continue
 		case json.Delim('['):
 			stack = append(stack, frame{})
@@ -266,7 +310,7 @@ func checkJSONKeys(data []byte) error {
 		case json.Delim(']'):
 			stack = stack[:len(stack)-1]
 		}
-		valueDone(stack)
+		valueDone()
 	}
 }
 

@@ -148,13 +148,15 @@ func TestParseDocumentStrict(t *testing.T) {
 		{"rule too long", ok + "    rule: '" + strings.Repeat("true && ", 600) + "true'\n", "longer than"},
 
 		{"JSON unknown key", `{"profiles":[{"name":"a","dns":["a.test"],"colour":1}]}`, "unknown field"},
-		{"JSON case folded key", `{"profiles":[{"NAME":"a","dns":["a.test"]}]}`, "unknown field"},
+		{"JSON case folded key", `{"profiles":[{"NAME":"a","dns":["a.test"]}]}`, `profiles[0]: unknown field "NAME"`},
 		{"JSON kelvin key", `{"profiles":[{"name":"a","dns":["a.test"],"\u212aey_types":["rsa-1024"]}]}`, "unknown field"},
 		{"JSON duplicate key", `{"profiles":[{"name":"a","name":"b","dns":["a.test"]}]}`, "duplicate field"},
 		{"JSON duplicate nested", `{"profiles":[{"name":"a","dns":["a.test"]}],"profiles":[]}`, "duplicate field"},
 		{"JSON trailing", `{"profiles":[{"name":"a","dns":["a.test"]}]} {}`, "trailing"},
 		{"JSON bad duration", `{"profiles":[{"name":"a","dns":["a.test"],"max_ttl":3600}]}`, "must be a string"},
 		{"JSON syntax", `{"profiles":[`, "profile document"},
+		{"JSON second profile", `{"profiles":[{"name":"a","dns":["a.test"]},{"name":"b","dns":["b.test"],"max_ttl":"x"}]}`, `profiles[1]: invalid duration "x"`},
+		{"JSON null profile", `{"profiles":[null]}`, "name"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -178,6 +180,20 @@ func TestParseDocumentJSONNested(t *testing.T) {
 	}
 	if len(d.Profiles) != 2 || d.Profiles[1].IPs[0] != "10.0.0.0/8" {
 		t.Fatalf("%+v", d)
+	}
+}
+
+func TestNullDurationIsUnset(t *testing.T) {
+	y, err := ParseDocument([]byte("profiles:\n  - name: a\n    dns: [a.test]\n    max_ttl: ~\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := ParseDocument([]byte(`{"profiles":[{"name":"a","dns":["a.test"],"max_ttl":null}]}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(y, j) || y.Profiles[0].MaxTTL != 0 {
+		t.Fatalf("%+v %+v", y, j)
 	}
 }
 

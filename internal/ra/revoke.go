@@ -98,7 +98,9 @@ func (r *RA) PublishCRL(ctx context.Context, issuerID string) (*store.CRL, error
 // or the newest is past half its validity (the scheduled job normally keeps
 // it fresh; this covers a server that was down).
 func (r *RA) CRL(ctx context.Context, issuerID string) (*store.CRL, error) {
-	if _, err := r.ca.Issuer(issuerID); err != nil {
+	// Only real IDs: an alias such as "default" would start a second,
+	// empty CRL sequence for the same issuer.
+	if iss, err := r.ca.Issuer(issuerID); err != nil || iss.ID != issuerID {
 		return nil, fail.New(fail.NotFound, "issuer %q does not exist", issuerID)
 	}
 	crl, err := r.store.LatestCRL(ctx, issuerID)

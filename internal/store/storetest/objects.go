@@ -321,6 +321,7 @@ func testCRLNumbers(t *testing.T, s store.Store) {
 	if n := nextCRL(t, s, "A"); n != 8 {
 		t.Errorf("NextCRLNumber after 7 = %d, want 8", n)
 	}
+	wantErr(t, "InsertCRL(unused lower number)", insertCRL(ctx, s, "A", 5), store.ErrConflict)
 
 	got, err := s.LatestCRL(ctx, "A")
 	if err != nil {
