@@ -19,6 +19,7 @@ import (
 	"github.com/sigil-pki/sigil/internal/identity"
 	"github.com/sigil-pki/sigil/internal/policy"
 	"github.com/sigil-pki/sigil/internal/ra"
+	"github.com/sigil-pki/sigil/internal/server"
 )
 
 func newProfileCmd(g *globals) *cobra.Command {
@@ -300,6 +301,54 @@ func newCACmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.AddCommand(list, fingerprint)
+	cmd.AddCommand(list, fingerprint, newCAImportCmd())
+	return cmd
+}
+
+func newCAImportCmd() *cobra.Command {
+	var cfg server.Config
+	var certFile, keyFile, chainFile string
+	req := server.ImportRequest{}
+	cmd := &cobra.Command{
+		Use:   "import --data DIR --id NAME --cert CA.pem --key CA.key",
+		Short: "Add an existing CA (certificate and key) as an issuer; the key is sealed under the KEK. Restart the server to use it",
+		Example: `  sigil ca import --data ./sigil-data --id corp-issuing --cert corp-int.pem --key corp-int.key --chain corp-root.pem
+  sigil ca import --data ./sigil-data --id corp-issuing --cert corp-int.pem --key corp-int.key --default`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var err error
+			if certFile == "" || keyFile == "" || req.ID == "" {
+				return errors.New("--id, --cert and --key are required")
+			}
+			if req.CertPEM, err = os.ReadFile(certFile); err != nil {
+				return err
+			}
+			if req.KeyPEM, err = os.ReadFile(keyFile); err != nil {
+				return err
+			}
+			if chainFile != "" {
+				if req.ChainPEM, err = os.ReadFile(chainFile); err != nil {
+					return err
+				}
+			}
+			req.KeyPassword = []byte(os.Getenv("SIGIL_CA_KEY_PASSWORD"))
+			cfg.KEK = os.Getenv("SIGIL_KEK")
+			cfg.KEKPassphrase = os.Getenv("SIGIL_KEK_PASSPHRASE")
+			iss, err := server.ImportCA(cmd.Context(), cfg, req)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "imported issuer %s (parent %q, default %t); restart the server to use it\n", iss.ID, iss.ParentID, iss.IsDefault)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.DataDir, "data", "./sigil-data", "the server's data directory")
+	f.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key file (or SIGIL_KEK, SIGIL_KEK_PASSPHRASE; default <data>/kek.key if present)")
+	f.StringVar(&req.ID, "id", "", "issuer id, used in URLs (/crl/<id>.crl) and profiles (issuer: <id>)")
+	f.StringVar(&certFile, "cert", "", "CA certificate (PEM)")
+	f.StringVar(&keyFile, "key", "", "CA private key (PEM; password in SIGIL_CA_KEY_PASSWORD if encrypted)")
+	f.StringVar(&chainFile, "chain", "", "certificates above the CA up to its root (PEM), if not already issuers here")
+	f.BoolVar(&req.MakeDefault, "default", false, "make it the default issuer")
 	return cmd
 }

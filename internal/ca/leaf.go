@@ -13,6 +13,8 @@ import (
 	"math/big"
 	"net"
 	"net/url"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -76,6 +78,7 @@ func (c *CA) Issuers() []*Issuer {
 	for _, i := range c.issuers {
 		out = append(out, i)
 	}
+	slices.SortFunc(out, func(a, b *Issuer) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 

@@ -86,6 +86,9 @@ func ensureCA(ctx context.Context, cfg *Config, st store.Store, backend keys.Bac
 	var issuers []*ca.Issuer
 	defaultID := ""
 	for _, r := range recs {
+		if r.KeyRef == "" {
+			continue // a chain certificate imported without its key
+		}
 		signer, err := backend.Load(ctx, r.KeyRef)
 		if err != nil {
 			return nil, "", fmt.Errorf("loading the key of issuer %q (is the key-encryption key right?): %w", r.ID, err)

@@ -216,13 +216,25 @@ func (s *Server) runTasks(ctx context.Context) error {
 	}
 }
 
+// writeRootPEM writes the trust anchors: every self-signed certificate at
+// the top of an issuer's chain (more than one after importing another CA).
 func writeRootPEM(dir string, issuers []*ca.Issuer) error {
+	var out []byte
+	seen := map[string]bool{}
 	for _, i := range issuers {
-		if len(i.Chain) == 0 {
-			return keys.WriteFileAtomic(filepath.Join(dir, "root.pem"), ca.PEM(i.Cert.Raw), 0o644)
+		top := i.Cert
+		if len(i.Chain) > 0 {
+			top = i.Chain[len(i.Chain)-1]
+		}
+		if string(top.RawIssuer) == string(top.RawSubject) && !seen[string(top.Raw)] {
+			seen[string(top.Raw)] = true
+			out = append(out, ca.PEM(top.Raw)...)
 		}
 	}
-	return errors.New("no root issuer")
+	if len(out) == 0 {
+		return errors.New("no root certificate among the issuers")
+	}
+	return keys.WriteFileAtomic(filepath.Join(dir, "root.pem"), out, 0o644)
 }
 
 // Banner prints how to connect.
