@@ -79,7 +79,7 @@ func newProfileCmd(g *globals) *cobra.Command {
 			return g.print(cmd.OutOrStdout(), doc, func(tw *tabwriter.Writer) {
 				fmt.Fprintln(tw, "NAME\tISSUER\tKEY TYPES\tDEFAULT TTL\tMAX TTL\tDNS")
 				for _, p := range doc.Profiles {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, orDefault(p.Issuer), strings.Join(p.KeyTypes, ","), time.Duration(p.DefaultTTL), time.Duration(p.MaxTTL), strings.Join(p.DNS, ","))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", p.Name, orDefault(p.Issuer), strings.Join(p.KeyTypes, ","), p.DefaultTTL, p.MaxTTL, strings.Join(p.DNS, ","))
 				}
 			})
 		},

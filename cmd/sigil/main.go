@@ -71,7 +71,15 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 		Version:       version,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			return bindEnv(cmd)
+			if err := bindEnv(cmd); err != nil {
+				return err
+			}
+			// Checked before anything is sent: a bad format must not fail
+			// after a certificate was issued.
+			if g.output != "table" && g.output != "json" {
+				return fmt.Errorf("unknown output format %q (use table or json)", g.output)
+			}
+			return nil
 		},
 	}
 	pf := root.PersistentFlags()
@@ -83,8 +91,10 @@ func newRoot() *cobra.Command {
 	return root
 }
 
-// bindEnv fills every flag the user did not set from SIGIL_<FLAG_NAME>
-// (dashes become underscores): file < env < flags.
+// bindEnv fills flags the user did not set from SIGIL_<FLAG_NAME> (dashes
+// become underscores): env < flags. Only the global flags and the server's
+// own flags are bound: a SIGIL_NAME or SIGIL_PROFILE meant for one command
+// must not silently change what another command does.
 func bindEnv(cmd *cobra.Command) error {
 	var err error
 	set := func(f *pflag.Flag) {
@@ -98,7 +108,9 @@ func bindEnv(cmd *cobra.Command) error {
 			}
 		}
 	}
-	cmd.Flags().VisitAll(set)
+	if cmd.Name() == "server" || cmd.CommandPath() == "sigil ca import" {
+		cmd.LocalFlags().VisitAll(set)
+	}
 	cmd.InheritedFlags().VisitAll(set)
 	return err
 }

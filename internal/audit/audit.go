@@ -111,6 +111,9 @@ func (v *Verifier) Next(e *Event) error {
 	return nil
 }
 
+// Count returns how many events verified so far.
+func (v *Verifier) Count() int64 { return v.count }
+
 // Finish checks the chain ended where the store's recorded head says it
 // should, which catches removal of the newest events.
 func (v *Verifier) Finish(headSeq int64, headHash string) (int64, error) {

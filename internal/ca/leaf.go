@@ -33,6 +33,17 @@ type Linter interface {
 // ErrLint wraps lint failures: the certificate was not signed.
 var ErrLint = errors.New("certificate failed lint")
 
+// lintError reports lint findings; errors.Is(err, ErrLint) holds.
+type lintError struct{ err error }
+
+func (e *lintError) Error() string {
+	if msg := e.err.Error(); strings.HasPrefix(msg, ErrLint.Error()) {
+		return msg
+	}
+	return ErrLint.Error() + ": " + e.err.Error()
+}
+func (e *lintError) Unwrap() []error { return []error{ErrLint, e.err} }
+
 // ErrUnknownIssuer is returned for an issuer ID the CA does not hold.
 var ErrUnknownIssuer = errors.New("unknown issuer")
 
@@ -170,7 +181,7 @@ func (c *CA) Prepare(issuerID string, r *LeafRequest) (*Prepared, error) {
 		return nil, fmt.Errorf("building certificate: %w", err)
 	}
 	if err := c.linter.Lint(lintDER); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrLint, err)
+		return nil, &lintError{err}
 	}
 	tbs, sigAlg, err := splitCertificate(lintDER)
 	if err != nil {

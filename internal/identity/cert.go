@@ -105,6 +105,23 @@ func ParseReason(s string) (RevocationReason, error) {
 	return 0, fmt.Errorf("unknown revocation reason %q (use keyCompromise, superseded, cessationOfOperation, affiliationChanged, privilegeWithdrawn, cACompromise, unspecified)", s)
 }
 
+// MarshalJSON writes the RFC 5280 name, as requests and the CLI use it.
+func (r RevocationReason) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + r.String() + `"`), nil
+}
+
+// UnmarshalJSON accepts the name or the number.
+func (r *RevocationReason) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	for k, n := range reasonNames {
+		if n == s || fmt.Sprint(int(k)) == s {
+			*r = k
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown revocation reason %s", b)
+}
+
 // EffectiveStatus reports "expired" for issued certificates past NotAfter.
 func (c *Certificate) EffectiveStatus(now time.Time) string {
 	if c.Status == StatusIssued && now.After(c.NotAfter) {

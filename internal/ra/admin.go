@@ -52,6 +52,9 @@ func (r *RA) RevokeToken(ctx context.Context, c Caller, id string) error {
 	if err := r.authorize(ctx, c, auth.TokenWrite, id); err != nil {
 		return err
 	}
+	if err := r.keepOneAdmin(ctx, id); err != nil {
+		return r.refused(ctx, c, "token.revoke", id, err)
+	}
 	err := r.store.Update(ctx, func(ctx context.Context, tx store.Tx) error {
 		if err := tx.RevokeToken(ctx, id, r.now()); err != nil {
 			return err
@@ -62,6 +65,26 @@ func (r *RA) RevokeToken(ctx context.Context, c Caller, id string) error {
 		return r.refused(ctx, c, "token.revoke", id, fail.New(fail.NotFound, "token %q does not exist", id))
 	}
 	return auditErr(err)
+}
+
+// keepOneAdmin refuses to revoke the last active admin token: nobody could
+// manage the server afterwards.
+func (r *RA) keepOneAdmin(ctx context.Context, id string) error {
+	ts, err := r.store.ListTokens(ctx)
+	if err != nil {
+		return storeErr(err, "tokens")
+	}
+	now, active, target := r.now(), 0, false
+	for _, t := range ts {
+		if t.Role == identity.RoleAdmin && t.Active(now) {
+			active++
+			target = target || t.ID == id
+		}
+	}
+	if target && active == 1 {
+		return fail.New(fail.Conflict, "token %s is the last active admin token: create another admin token first", id)
+	}
+	return nil
 }
 
 // Tokens lists tokens (never their secrets).
@@ -130,7 +153,7 @@ func VerifyChain(ctx context.Context, st store.Reader) (int64, error) {
 		return v.Next(e)
 	})
 	if err != nil && !errors.Is(err, errPastHead) {
-		return 0, err
+		return v.Count(), err
 	}
 	return v.Finish(seq, hash)
 }

@@ -9,6 +9,7 @@ import (
 	"maps"
 	"net"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/sigil-pki/sigil/internal/audit"
@@ -88,10 +89,16 @@ func (r *RA) issue(ctx context.Context, c Caller, req IssueRequest) (*Issued, er
 		}
 		return nil, fail.Wrap(fail.Refused, err)
 	}
+	// Names go into the certificate as policy matched them: DNS names are
+	// case-insensitive, and lint wants the CN to be one of the SANs exactly.
+	dns := make([]string, len(cr.DNSNames))
+	for i, n := range cr.DNSNames {
+		dns[i] = strings.ToLower(n)
+	}
 	leaf := &ca.LeafRequest{
 		PublicKey:   cr.PublicKey,
 		CommonName:  dec.CommonName,
-		DNSNames:    cr.DNSNames,
+		DNSNames:    dns,
 		IPAddresses: cr.IPAddresses,
 		URIs:        cr.URIs,
 		Emails:      cr.EmailAddresses,

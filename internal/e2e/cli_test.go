@@ -1,0 +1,101 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/sigil-pki/sigil/internal/api"
+	"github.com/sigil-pki/sigil/internal/ca"
+	"github.com/sigil-pki/sigil/internal/identity"
+)
+
+// TestCLIBehaviour covers CLI and API details users rely on.
+func TestCLIBehaviour(t *testing.T) {
+	in := startServer(t, filepath.Join(t.TempDir(), "data"))
+	in.applyProfiles()
+	work := t.TempDir()
+	count := func() int {
+		var resp struct {
+			Count int `json:"count"`
+		}
+		if err := in.api.Do(context.Background(), "GET", "/api/v1/certificates?status=all", nil, &resp); err != nil {
+			t.Fatal(err)
+		}
+		return resp.Count
+	}
+
+	t.Run("mixed-case names are issued lower-case", func(t *testing.T) {
+		var out api.IssueResponse
+		if err := in.api.Do(context.Background(), "POST", "/api/v1/certificates", api.IssueRequest{Profile: "web", CSR: string(newCSR(t, identity.KeyECDSAP256, "App.TEST", "WWW.App.Test"))}, &out); err != nil {
+			t.Fatal(err)
+		}
+		certs, _ := ca.ParseCertificatesPEM([]byte(out.PEM))
+		if got := strings.Join(certs[0].DNSNames, ","); got != "app.test,www.app.test" || certs[0].Subject.CommonName != "app.test" {
+			t.Fatalf("SANs %q CN %q, want lower case", got, certs[0].Subject.CommonName)
+		}
+	})
+
+	t.Run("bad output format fails before anything is issued", func(t *testing.T) {
+		before := count()
+		_, errOut, code := in.cli("cert", "issue", "--profile", "web", "--name", "yaml.test", "--key-out", filepath.Join(work, "y.key"), "--out", filepath.Join(work, "y.crt"), "-o", "yaml")
+		if code != 1 || !strings.Contains(errOut, "unknown output format") {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		if count() != before {
+			t.Fatal("a certificate was issued despite the bad output format")
+		}
+		if _, err := os.Stat(filepath.Join(work, "y.key")); err == nil {
+			t.Fatal("a key file was written")
+		}
+	})
+
+	t.Run("SIGIL_NAME does not leak into other commands", func(t *testing.T) {
+		cmd := exec.Command(sigilBin, "token", "create", "--role", "auditor", "-o", "json")
+		cmd.Env = append(os.Environ(), "SIGIL_SERVER="+in.srv.APIURL, "SIGIL_TOKEN="+in.token, "SIGIL_ROOT="+filepath.Join(in.dir, "root.pem"), "SIGIL_NAME=oops.test")
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var tok api.TokenResponse
+		if err := json.Unmarshal(out, &tok); err != nil || tok.Name != "" {
+			t.Fatalf("token name %q (%v), want empty", tok.Name, err)
+		}
+	})
+
+	t.Run("the last admin token cannot be revoked", func(t *testing.T) {
+		var first api.TokenResponse
+		if err := in.api.Do(context.Background(), "GET", "/api/v1/whoami", nil, &first.Token); err != nil {
+			t.Fatal(err)
+		}
+		if _, errOut, code := in.cli("token", "revoke", first.ID); code != 2 || !strings.Contains(errOut, "last active admin") {
+			t.Fatalf("revoking the only admin token: exit %d %s", code, errOut)
+		}
+		second := strings.TrimSpace(in.mustCLI("token", "create", "--role", "admin", "--name", "second"))
+		if _, errOut, code := in.cliToken(second, "token", "revoke", first.ID); code != 0 {
+			t.Fatalf("revoking the first admin token with a second one: exit %d %s", code, errOut)
+		}
+		if _, _, code := in.cli("cert", "list"); code != 2 {
+			t.Fatalf("revoked token still works (exit %d)", code)
+		}
+	})
+
+	t.Run("OCSP answers for the intermediate", func(t *testing.T) {
+		iss := in.srv.RA().CA().Issuers()
+		var inter *ca.Issuer
+		for _, i := range iss {
+			if len(i.Chain) > 0 {
+				inter = i
+			}
+		}
+		intFile := writeFile(t, work, "int.pem", ca.PEM(inter.Cert.Raw))
+		out, _ := openssl(t, "ocsp", "-issuer", filepath.Join(in.dir, "root.pem"), "-cert", intFile, "-url", in.srv.PublicURL+"/ocsp", "-CAfile", filepath.Join(in.dir, "root.pem"))
+		if !strings.Contains(out, intFile+": good") {
+			t.Fatalf("OCSP for the intermediate:\n%s", out)
+		}
+	})
+}
