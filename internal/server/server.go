@@ -57,7 +57,7 @@ type Server struct {
 
 	apiLn, httpLn net.Listener
 	tlsCert       atomic.Pointer[tls.Certificate]
-	tlsNotAfter   atomic.Int64
+	tlsNotAfter   atomic.Int64 // unix time at which to renew (not the certificate's NotAfter)
 
 	// APIURL and PublicURL are where the listeners ended up (useful with port 0).
 	APIURL, PublicURL string
@@ -208,16 +208,23 @@ func (s *Server) runTasks(ctx context.Context) error {
 				s.log.Error("refreshing CRL", "issuer", iss.ID, "err", err)
 			}
 		}
-		if time.Now().Unix() >= s.tlsNotAfter.Load() {
-			if err := s.ensureTLSCert(ctx); err != nil {
-				s.log.Error("renewing the server's TLS certificate", "err", err)
-			}
+		if err := s.renewTLSIfDue(ctx, time.Now()); err != nil {
+			s.log.Error("renewing the server's TLS certificate", "err", err)
 		}
 	}
 }
 
 // writeRootPEM writes the trust anchors: every self-signed certificate at
 // the top of an issuer's chain (more than one after importing another CA).
+// renewTLSIfDue replaces the server's certificate once two thirds of its
+// lifetime have passed; handshakes pick up the new one at once.
+func (s *Server) renewTLSIfDue(ctx context.Context, now time.Time) error {
+	if now.Unix() < s.tlsNotAfter.Load() {
+		return nil
+	}
+	return s.ensureTLSCert(ctx)
+}
+
 func writeRootPEM(dir string, issuers []*ca.Issuer) error {
 	var out []byte
 	seen := map[string]bool{}
