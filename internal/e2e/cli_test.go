@@ -2,12 +2,19 @@ package e2e
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/base64"
 	"encoding/json"
+	"math/big"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/crypto/ocsp"
 
 	"github.com/sigil-pki/sigil/internal/api"
 	"github.com/sigil-pki/sigil/internal/ca"
@@ -98,4 +105,43 @@ func TestCLIBehaviour(t *testing.T) {
 			t.Fatalf("OCSP for the intermediate:\n%s", out)
 		}
 	})
+}
+
+// TestOCSPGet: RFC 6960 appendix A.1 GET requests get the same signed answer
+// as POST, for issued, revoked and never-issued serials.
+func TestOCSPGet(t *testing.T) {
+	in := startServer(t, filepath.Join(t.TempDir(), "data"))
+	in.applyProfiles()
+	ctx := context.Background()
+	var out api.IssueResponse
+	if err := in.api.Do(ctx, "POST", "/api/v1/certificates", api.IssueRequest{Profile: "web", CSR: string(newCSR(t, identity.KeyECDSAP256, "get.test"))}, &out); err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := ca.ParseCertificatesPEM([]byte(out.PEM))
+	inter, _ := ca.ParseCertificatesPEM([]byte(out.Chain))
+	query := func(c *x509.Certificate) *ocsp.Response {
+		t.Helper()
+		der, err := ocsp.CreateRequest(c, inter[0], &ocsp.RequestOptions{Hash: crypto.SHA256})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := httpGet(t, in.srv.PublicURL+"/ocsp/"+url.PathEscape(base64.StdEncoding.EncodeToString(der)))
+		resp, err := ocsp.ParseResponseForCert(body, c, inter[0])
+		if err != nil {
+			t.Fatalf("parsing OCSP response: %v", err)
+		}
+		return resp
+	}
+	if r := query(leaf[0]); r.Status != ocsp.Good {
+		t.Fatalf("status %d, want good", r.Status)
+	}
+	in.mustCLI("cert", "revoke", string(out.Serial), "--reason", "superseded")
+	if r := query(leaf[0]); r.Status != ocsp.Revoked || r.RevocationReason != ocsp.Superseded {
+		t.Fatalf("status %d reason %d, want revoked/superseded", r.Status, r.RevocationReason)
+	}
+	never := *leaf[0]
+	never.SerialNumber = new(big.Int).Add(leaf[0].SerialNumber, big.NewInt(1))
+	if r := query(&never); r.Status != ocsp.Unknown {
+		t.Fatalf("status %d for a serial never issued, want unknown", r.Status)
+	}
 }
