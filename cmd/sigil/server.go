@@ -52,6 +52,7 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&cfg.CAKeyType, "ca-key-type", "ecdsa-p256", "key type of a new CA: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519")
 	f.StringVar(&cfg.CAName, "ca-name", "Sigil", "organisation name in a new CA's certificates")
 	f.StringSliceVar(&cfg.TLSNames, "tls-name", nil, "extra DNS name or IP for the server's own TLS certificate (repeatable)")
+	f.StringVar(&cfg.PprofListen, "pprof-listen", "", "serve Go profiling (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off by default")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }

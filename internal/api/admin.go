@@ -119,6 +119,7 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, s.Log, err)
 		return
 	}
+	s.tokens().Forget(r.PathValue("id"))
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -41,6 +41,17 @@ type Server struct {
 
 	metricsOnce sync.Once
 	m           *metrics
+	tokensOnce  sync.Once
+	tokenCache  *auth.TokenCache
+}
+
+// tokenCacheTTL bounds how long another replica's token revocation takes to
+// reach this one; revocations made here apply at once.
+const tokenCacheTTL = 2 * time.Second
+
+func (s *Server) tokens() *auth.TokenCache {
+	s.tokensOnce.Do(func() { s.tokenCache = auth.NewTokenCache(s.RA.Store(), tokenCacheTTL, s.Now) })
+	return s.tokenCache
 }
 
 func (s *Server) metrics() *metrics {
@@ -110,7 +121,7 @@ func (s *Server) authenticated(h http.HandlerFunc) http.Handler {
 			writeProblem(w, s.Log, fail.New(fail.Unauthorized, "an API token is required (Authorization: Bearer <token>)"))
 			return
 		}
-		tok, err := auth.Authenticate(r.Context(), s.RA.Store(), strings.TrimSpace(plain), s.Now())
+		tok, err := auth.Authenticate(r.Context(), s.tokens(), strings.TrimSpace(plain), s.Now())
 		if err != nil {
 			if fail.KindOf(err) == fail.Unauthorized {
 				if aerr := s.RA.AuditAuthFailure(r.Context(), r.Method+" "+r.URL.Path); aerr != nil {

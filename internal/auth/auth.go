@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/sigil-pki/sigil/internal/fail"
@@ -116,4 +117,57 @@ func Actor(t *identity.Token) string {
 		return "token:" + t.ID + "(" + t.Name + ")"
 	}
 	return "token:" + t.ID
+}
+
+// TokenCache remembers token records for a short time so that every API
+// request does not cost a database read. Authenticate still checks the
+// secret and expiry on every call; Forget drops a token at once when this
+// process revokes it, and another process's revocation is seen within ttl.
+type TokenCache struct {
+	r   TokenReader
+	ttl time.Duration
+	now func() time.Time
+
+	mu      sync.Mutex
+	entries map[string]cachedToken
+}
+
+type cachedToken struct {
+	t       identity.Token
+	fetched time.Time
+}
+
+// NewTokenCache wraps r.
+func NewTokenCache(r TokenReader, ttl time.Duration, now func() time.Time) *TokenCache {
+	return &TokenCache{r: r, ttl: ttl, now: now, entries: map[string]cachedToken{}}
+}
+
+// GetToken returns a copy of the cached record, reading r when it is absent or stale.
+func (c *TokenCache) GetToken(ctx context.Context, id string) (*identity.Token, error) {
+	now := c.now()
+	c.mu.Lock()
+	e, ok := c.entries[id]
+	c.mu.Unlock()
+	if ok && now.Sub(e.fetched) < c.ttl {
+		t := e.t
+		return &t, nil
+	}
+	t, err := c.r.GetToken(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if len(c.entries) > 10000 { // bound memory against many distinct tokens
+		clear(c.entries)
+	}
+	c.entries[id] = cachedToken{t: *t, fetched: now}
+	c.mu.Unlock()
+	return t, nil
+}
+
+// Forget drops a token from the cache.
+func (c *TokenCache) Forget(id string) {
+	c.mu.Lock()
+	delete(c.entries, id)
+	c.mu.Unlock()
 }

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -43,6 +44,9 @@ type Config struct {
 	CAKeyType string
 	CAName    string
 	TLSNames  []string // extra names for the server's own certificate
+	// PprofListen, when set, serves net/http/pprof there (loopback only
+	// advised): the profiles behind docs/benchmarks.md.
+	PprofListen string
 
 	Log *slog.Logger
 	Out io.Writer // where the start-up banner goes
@@ -157,6 +161,15 @@ func (s *Server) Run(ctx context.Context) error {
 	apiSrv := &http.Server{Handler: a.APIHandler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	pubSrv := &http.Server{Handler: a.PublicHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
 	errc := make(chan error, 4)
+	if s.cfg.PprofListen != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		pp := &http.Server{Addr: s.cfg.PprofListen, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = pp.ListenAndServe() }()
+		defer pp.Close()
+	}
 	go func() { errc <- apiSrv.ServeTLS(s.apiLn, "", "") }()
 	go func() { errc <- pubSrv.Serve(s.httpLn) }()
 	tctx, stopTasks := context.WithCancel(ctx)

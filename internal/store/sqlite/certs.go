@@ -117,7 +117,7 @@ func scanCert(sc scanner) (*identity.Certificate, error) {
 }
 
 func (s *Store) GetCertificate(ctx context.Context, serial identity.Serial) (*identity.Certificate, error) {
-	row := s.r.QueryRowContext(ctx, "SELECT "+certColumns+" FROM certificates WHERE serial = ?", string(serial))
+	row := s.stmts.getCert.QueryRowContext(ctx, string(serial))
 	c, err := scanCert(row)
 	if err != nil {
 		return nil, readErr(err, "certificate "+string(serial))

@@ -135,7 +135,7 @@ func scanToken(sc scanner) (*identity.Token, error) {
 }
 
 func (s *Store) GetToken(ctx context.Context, id string) (*identity.Token, error) {
-	t, err := scanToken(s.r.QueryRowContext(ctx, "SELECT "+tokenColumns+" FROM tokens WHERE id = ?", id))
+	t, err := scanToken(s.stmts.getToken.QueryRowContext(ctx, id))
 	if err != nil {
 		return nil, readErr(err, "token "+id)
 	}

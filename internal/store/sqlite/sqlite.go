@@ -74,6 +74,10 @@ var _ store.Store = (*Store)(nil)
 type hotStmts struct {
 	insertCert, markIssued, revoke  *sql.Stmt
 	auditHead, insertAudit, setHead *sql.Stmt
+	// On the reader pool: every API request looks up its token, every
+	// OCSP request its certificate. database/sql prepares them once per
+	// reader connection, sparing a SQL parse (~45 µs) per request.
+	getToken, getCert *sql.Stmt
 }
 
 // Open opens (creating if needed) the database at path, applies pending
@@ -151,6 +155,19 @@ func (s *Store) prepare(ctx context.Context) error {
 		}
 		*p.dst = st
 	}
+	for _, p := range []struct {
+		dst   **sql.Stmt
+		query string
+	}{
+		{&s.stmts.getToken, "SELECT " + tokenColumns + " FROM tokens WHERE id = ?"},
+		{&s.stmts.getCert, "SELECT " + certColumns + " FROM certificates WHERE serial = ?"},
+	} {
+		st, err := s.r.PrepareContext(ctx, p.query)
+		if err != nil {
+			return fmt.Errorf("sqlite: preparing statement: %w", err)
+		}
+		*p.dst = st
+	}
 	return nil
 }
 
@@ -186,14 +203,14 @@ func (s *Store) Ping(ctx context.Context) error {
 // connection, checkpoints the WAL into the main file.
 func (s *Store) Close() error {
 	var errs []error
-	if s.r != nil {
-		errs = append(errs, s.r.Close())
-	}
 	for _, st := range []*sql.Stmt{s.stmts.insertCert, s.stmts.markIssued, s.stmts.revoke,
-		s.stmts.auditHead, s.stmts.insertAudit, s.stmts.setHead} {
+		s.stmts.auditHead, s.stmts.insertAudit, s.stmts.setHead, s.stmts.getToken, s.stmts.getCert} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
+	}
+	if s.r != nil {
+		errs = append(errs, s.r.Close())
 	}
 	if s.w != nil {
 		errs = append(errs, s.w.Close())
