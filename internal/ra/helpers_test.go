@@ -75,7 +75,7 @@ func (s *failingSigner) Sign(r io.Reader, digest []byte, opts crypto.SignerOpts)
 // certificate expiry without sleeping.
 type clock struct{ offset atomic.Int64 }
 
-func (c *clock) now() time.Time            { return time.Now().Add(time.Duration(c.offset.Load())) }
+func (c *clock) now() time.Time          { return time.Now().Add(time.Duration(c.offset.Load())) }
 func (c *clock) advance(d time.Duration) { c.offset.Add(int64(d)) }
 
 // env is a real RA over a temporary SQLite file and a fresh two-level CA.
