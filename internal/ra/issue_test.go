@@ -172,8 +172,16 @@ func TestSignerPanicDoesNotWedgeStore(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(e.ctx, 5*time.Second)
 	defer cancel()
-	if _, err := e.ra.Issue(ctx, ra.Caller{}, ra.IssueRequest{Profile: "web", CSR: csr(t, "after-panic.test")}); err != nil {
-		t.Fatalf("Issue after a panic inside a transaction: %v (the writer connection is wedged)", err)
+	req := ra.IssueRequest{Profile: "web", CSR: csr(t, "after-panic.test")}
+	res := make(chan error, 1)
+	go func() { _, err := e.ra.Issue(ctx, ra.Caller{}, req); res <- err }()
+	select {
+	case err := <-res:
+		if err != nil {
+			t.Fatalf("Issue after a panic inside a transaction: %v (the writer is wedged)", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Issue after a panic inside a transaction did not return in 10s: the writer is wedged")
 	}
 	if _, err := e.ra.PublishCRL(ctx, intermediateID); err != nil {
 		t.Fatalf("PublishCRL after a panic: %v", err)

@@ -78,6 +78,8 @@ type hotStmts struct {
 	// OCSP request its certificate. database/sql prepares them once per
 	// reader connection, sparing a SQL parse (~45 µs) per request.
 	getToken, getCert *sql.Stmt
+	// Group commit wraps every Update in a savepoint: parse these once.
+	savepoint, release, rollbackTo *sql.Stmt
 }
 
 // Open opens (creating if needed) the database at path, applies pending
@@ -148,6 +150,9 @@ func (s *Store) prepare(ctx context.Context) error {
 		{&s.stmts.auditHead, auditHeadSQL},
 		{&s.stmts.insertAudit, insertAuditSQL},
 		{&s.stmts.setHead, setHeadSQL},
+		{&s.stmts.savepoint, "SAVEPOINT member"},
+		{&s.stmts.release, "RELEASE member"},
+		{&s.stmts.rollbackTo, "ROLLBACK TO member"},
 	} {
 		st, err := s.w.PrepareContext(ctx, p.query)
 		if err != nil {
@@ -204,7 +209,8 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	var errs []error
 	for _, st := range []*sql.Stmt{s.stmts.insertCert, s.stmts.markIssued, s.stmts.revoke,
-		s.stmts.auditHead, s.stmts.insertAudit, s.stmts.setHead, s.stmts.getToken, s.stmts.getCert} {
+		s.stmts.auditHead, s.stmts.insertAudit, s.stmts.setHead, s.stmts.getToken, s.stmts.getCert,
+		s.stmts.savepoint, s.stmts.release, s.stmts.rollbackTo} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
@@ -312,7 +318,7 @@ type group struct {
 // holds s.gmu. A panicking fn is rolled back to its savepoint before the
 // panic continues, so the shared transaction stays usable.
 func (s *Store) runMember(ctx context.Context, g *group, fn func(ctx context.Context, tx store.Tx) error) (err error) {
-	if _, err := g.tx.ExecContext(ctx, "SAVEPOINT member"); err != nil {
+	if _, err := g.tx.StmtContext(ctx, s.stmts.savepoint).ExecContext(ctx); err != nil {
 		return fmt.Errorf("sqlite: savepoint: %w", err)
 	}
 	ok := false
@@ -322,15 +328,15 @@ func (s *Store) runMember(ctx context.Context, g *group, fn func(ctx context.Con
 		}
 		// fn failed or panicked: undo its writes only.
 		bg := context.Background()
-		if _, rbErr := g.tx.ExecContext(bg, "ROLLBACK TO member"); rbErr != nil && err != nil {
+		if _, rbErr := g.tx.StmtContext(bg, s.stmts.rollbackTo).ExecContext(bg); rbErr != nil && err != nil {
 			err = errors.Join(err, fmt.Errorf("sqlite: rollback: %w", rbErr))
 		}
-		_, _ = g.tx.ExecContext(bg, "RELEASE member")
+		_, _ = g.tx.StmtContext(bg, s.stmts.release).ExecContext(bg)
 	}()
 	if err := fn(context.WithValue(ctx, updateKey{}, s), &txn{s: s, tx: g.tx}); err != nil {
 		return err
 	}
-	if _, err := g.tx.ExecContext(ctx, "RELEASE member"); err != nil {
+	if _, err := g.tx.StmtContext(ctx, s.stmts.release).ExecContext(ctx); err != nil {
 		return fmt.Errorf("sqlite: release savepoint: %w", err)
 	}
 	ok = true

@@ -1,0 +1,111 @@
+package ra_test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sigil-pki/sigil/internal/audit"
+	"github.com/sigil-pki/sigil/internal/identity"
+	"github.com/sigil-pki/sigil/internal/ra"
+	"github.com/sigil-pki/sigil/internal/store"
+)
+
+// TestConcurrentIssueWithCancellation: clients that give up at random
+// moments (request contexts cancelled mid-issuance) must not break what the
+// store and the audit log say about everybody else: every certificate
+// returned is recorded as issued, every issued record has exactly one
+// success event and vice versa, and the chain verifies.
+func TestConcurrentIssueWithCancellation(t *testing.T) {
+	const workers, each = 16, 12
+	e := newEnv(t)
+	before := e.head()
+
+	type result struct {
+		out        *ra.Issued
+		err        error
+		cancelable bool
+	}
+	results := make(chan result, workers*each)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				req := ra.IssueRequest{Profile: "web", CSR: csr(t, fmt.Sprintf("c%d-%d.test", w, i))}
+				ctx, cancel := context.WithCancel(e.ctx)
+				cancelable := (w+i)%2 == 0
+				if cancelable {
+					// Half the callers give up after a random moment.
+					d := time.Duration(rand.IntN(4000)) * time.Microsecond
+					time.AfterFunc(d, cancel)
+				}
+				out, err := e.ra.Issue(ctx, ra.Caller{}, req)
+				cancel()
+				results <- result{out, err, cancelable}
+			}
+		})
+	}
+	wg.Wait()
+	close(results)
+
+	returned := map[identity.Serial]*ra.Issued{}
+	failed := 0
+	for r := range results {
+		if r.err != nil {
+			failed++
+			if !r.cancelable {
+				// Another client's cancellation must not fail this one.
+				t.Errorf("an issuance nobody cancelled failed: %v (cause: %v)", r.err, errors.Unwrap(r.err))
+			}
+			if r.out != nil {
+				t.Errorf("Issue returned both a certificate and %v", r.err)
+			}
+			continue
+		}
+		returned[r.out.Record.Serial] = r.out
+	}
+	t.Logf("%d issued, %d gave up", len(returned), failed)
+
+	// Every certificate handed out is recorded as issued, byte for byte.
+	for s, out := range returned {
+		rec, err := e.st.GetCertificate(e.ctx, s)
+		if err != nil || rec.Status != identity.StatusIssued || !bytes.Equal(rec.DER, parseCert(t, out.CertPEM).Raw) {
+			t.Errorf("returned certificate %s: stored %v, %v", s, rec, err)
+		}
+	}
+	// The audit log and the inventory agree.
+	successes := map[string]int{}
+	evs, err := e.st.ListAudit(e.ctx, store.AuditFilter{AfterSeq: before, Action: "cert.issue"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ev := range evs {
+		if ev.Result == audit.ResultSuccess {
+			successes[ev.Object]++
+		}
+	}
+	issued := e.certs(identity.StatusIssued)
+	for _, rec := range issued {
+		if successes[string(rec.Serial)] != 1 {
+			t.Errorf("issued certificate %s has %d success events", rec.Serial, successes[string(rec.Serial)])
+		}
+	}
+	for obj, n := range successes {
+		rec, err := e.st.GetCertificate(e.ctx, identity.Serial(obj))
+		if err != nil || rec.Status != identity.StatusIssued || n != 1 {
+			t.Errorf("audit says %s was issued (%d events) but the store has %v, %v", obj, n, rec, err)
+		}
+	}
+	if len(issued) < len(returned) {
+		t.Errorf("%d issued records for %d returned certificates", len(issued), len(returned))
+	}
+	e.verifyChain()
+	// And the store still works.
+	e.issue("after-cancellations.test")
+	e.verifyChain()
+}
