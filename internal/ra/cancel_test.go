@@ -27,6 +27,7 @@ func TestConcurrentIssueWithCancellation(t *testing.T) {
 	before := e.head()
 
 	type result struct {
+		name       string
 		out        *ra.Issued
 		err        error
 		cancelable bool
@@ -36,7 +37,8 @@ func TestConcurrentIssueWithCancellation(t *testing.T) {
 	for w := range workers {
 		wg.Go(func() {
 			for i := range each {
-				req := ra.IssueRequest{Profile: "web", CSR: csr(t, fmt.Sprintf("c%d-%d.test", w, i))}
+				name := fmt.Sprintf("c%d-%d.test", w, i)
+				req := ra.IssueRequest{Profile: "web", CSR: csr(t, name)}
 				ctx, cancel := context.WithCancel(e.ctx)
 				cancelable := (w+i)%2 == 0
 				if cancelable {
@@ -46,7 +48,7 @@ func TestConcurrentIssueWithCancellation(t *testing.T) {
 				}
 				out, err := e.ra.Issue(ctx, ra.Caller{}, req)
 				cancel()
-				results <- result{out, err, cancelable}
+				results <- result{name, out, err, cancelable}
 			}
 		})
 	}
@@ -54,10 +56,11 @@ func TestConcurrentIssueWithCancellation(t *testing.T) {
 	close(results)
 
 	returned := map[identity.Serial]*ra.Issued{}
-	failed := 0
+	failed, failedNames := 0, map[string]error{}
 	for r := range results {
 		if r.err != nil {
 			failed++
+			failedNames[r.name] = r.err
 			if !r.cancelable {
 				// Another client's cancellation must not fail this one.
 				t.Errorf("an issuance nobody cancelled failed: %v (cause: %v)", r.err, errors.Unwrap(r.err))
@@ -91,6 +94,10 @@ func TestConcurrentIssueWithCancellation(t *testing.T) {
 	}
 	issued := e.certs(identity.StatusIssued)
 	for _, rec := range issued {
+		// Issued and audited as success, yet its requester was told it failed.
+		if err, ok := failedNames[rec.CommonName]; ok {
+			t.Errorf("certificate %s for %s is issued and audited, but Issue returned %v", rec.Serial, rec.CommonName, err)
+		}
 		if successes[string(rec.Serial)] != 1 {
 			t.Errorf("issued certificate %s has %d success events", rec.Serial, successes[string(rec.Serial)])
 		}
