@@ -245,6 +245,13 @@ func (s *Store) Update(ctx context.Context, fn func(ctx context.Context, tx stor
 	}
 	s.gmu.Lock()
 	g := s.group
+	if g != nil && g.broken {
+		// The shared transaction was rolled back under its members: wait
+		// for its leader to close it, then start afresh.
+		s.gmu.Unlock()
+		<-g.done
+		return s.Update(ctx, fn)
+	}
 	leader := g == nil
 	if leader {
 		// context.Background: the group's transaction outlives any one caller.
@@ -297,7 +304,12 @@ func (s *Store) Update(ctx context.Context, fn func(ctx context.Context, tx stor
 // finish commits the group (or rolls it back when no member succeeded) and
 // wakes the members waiting for the outcome.
 func (g *group) finish() {
-	if g.members == 0 {
+	if g.broken {
+		_ = g.tx.Rollback()
+		if g.members > 0 {
+			g.err = errors.New("sqlite: the shared transaction was rolled back by an error in another update; nothing was committed")
+		}
+	} else if g.members == 0 {
 		_ = g.tx.Rollback()
 	} else if err := g.tx.Commit(); err != nil {
 		g.err = fmt.Errorf("sqlite: commit: %w", err)
@@ -312,12 +324,25 @@ type group struct {
 	members int // fns that succeeded and await the commit
 	done    chan struct{}
 	err     error // the commit's outcome
+	// broken: an error that makes SQLite roll back the whole transaction
+	// (I/O, full disk, interrupt…) hit a member. Later statements would run
+	// in autocommit mode, outside the group, so nobody may join after it.
+	broken bool
 }
 
 // runMember runs fn inside a savepoint of the group's transaction. The caller
 // holds s.gmu. A panicking fn is rolled back to its savepoint before the
 // panic continues, so the shared transaction stays usable.
 func (s *Store) runMember(ctx context.Context, g *group, fn func(ctx context.Context, tx store.Tx) error) (err error) {
+	// Statements of the shared transaction must not be interrupted by one
+	// caller's cancellation: SQLite answers an interrupt inside a
+	// transaction by rolling all of it back, every member included.
+	ctx = context.WithoutCancel(ctx)
+	defer func() {
+		if err != nil && rollsBackTransaction(err) {
+			g.broken = true
+		}
+	}()
 	if _, err := g.tx.StmtContext(ctx, s.stmts.savepoint).ExecContext(ctx); err != nil {
 		return fmt.Errorf("sqlite: savepoint: %w", err)
 	}
@@ -342,6 +367,17 @@ func (s *Store) runMember(ctx context.Context, g *group, fn func(ctx context.Con
 	ok = true
 	g.members++
 	return nil
+}
+
+// rollsBackTransaction reports a SQLite error after which SQLite may have
+// rolled back the whole transaction. Only constraint violations are known to
+// undo just the failing statement.
+func rollsBackTransaction(err error) bool {
+	var e *sqlite.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	return e.Code()&0xff != sqlite3.SQLITE_CONSTRAINT
 }
 
 // txn implements store.Tx on an open writer transaction.
