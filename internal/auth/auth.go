@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -149,8 +150,7 @@ func (c *TokenCache) GetToken(ctx context.Context, id string) (*identity.Token, 
 	e, ok := c.entries[id]
 	c.mu.Unlock()
 	if ok && now.Sub(e.fetched) < c.ttl {
-		t := e.t
-		return &t, nil
+		return copyToken(&e.t), nil
 	}
 	t, err := c.r.GetToken(ctx, id)
 	if err != nil {
@@ -160,9 +160,17 @@ func (c *TokenCache) GetToken(ctx context.Context, id string) (*identity.Token, 
 	if len(c.entries) > 10000 { // bound memory against many distinct tokens
 		clear(c.entries)
 	}
-	c.entries[id] = cachedToken{t: *t, fetched: now}
+	c.entries[id] = cachedToken{t: *copyToken(t), fetched: now}
 	c.mu.Unlock()
 	return t, nil
+}
+
+// copyToken copies a token deeply: callers may change what they are given.
+func copyToken(t *identity.Token) *identity.Token {
+	c := *t
+	c.Profiles = slices.Clone(t.Profiles)
+	c.SecretHash = slices.Clone(t.SecretHash)
+	return &c
 }
 
 // Forget drops a token from the cache.

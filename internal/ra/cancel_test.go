@@ -43,7 +43,7 @@ func TestConcurrentIssueWithCancellation(t *testing.T) {
 				cancelable := (w+i)%2 == 0
 				if cancelable {
 					// Half the callers give up after a random moment.
-					d := time.Duration(rand.IntN(60000)) * time.Microsecond
+					d := time.Duration(rand.IntN(3000)) * time.Microsecond
 					time.AfterFunc(d, cancel)
 				}
 				out, err := e.ra.Issue(ctx, ra.Caller{}, req)
