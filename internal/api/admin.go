@@ -143,12 +143,12 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request) {
 		return t
 	}
 	f.Since, f.Until = parseTime("since"), parseTime("until")
-	for name, dst := range map[string]*int64{"after": &f.AfterSeq} {
-		if v := q.Get(name); v != "" {
-			if *dst, err = strconv.ParseInt(v, 10, 64); err != nil {
-				err = fail.New(fail.Malformed, "invalid %s %q", name, v)
-			}
+	if v := q.Get("after"); v != "" {
+		n, perr := strconv.ParseInt(v, 10, 64)
+		if perr != nil {
+			err = fail.New(fail.Malformed, "invalid after %q", v)
 		}
+		f.AfterSeq = n
 	}
 	f.Limit = 1000
 	if v := q.Get("limit"); v != "" {

@@ -43,7 +43,7 @@ func TestConcurrentIssueWithCancellation(t *testing.T) {
 				cancelable := (w+i)%2 == 0
 				if cancelable {
 					// Half the callers give up after a random moment.
-					d := time.Duration(rand.IntN(3000)) * time.Microsecond
+					d := time.Duration(rand.IntN(4000)) * time.Microsecond
 					time.AfterFunc(d, cancel)
 				}
 				out, err := e.ra.Issue(ctx, ra.Caller{}, req)
@@ -114,5 +114,63 @@ func TestConcurrentIssueWithCancellation(t *testing.T) {
 	e.verifyChain()
 	// And the store still works.
 	e.issue("after-cancellations.test")
+	e.verifyChain()
+}
+
+// TestCancelledWriterDoesNotFailOthers: a caller that gives up while its
+// write is running must fail alone. A trigger makes one token insert slow;
+// that caller's context expires during the statement while two ordinary
+// issuances queue behind it. They must succeed, and the slow caller's token
+// must not exist.
+func TestCancelledWriterDoesNotFailOthers(t *testing.T) {
+	e := newEnv(t)
+	db := e.db()
+	if _, err := db.ExecContext(e.ctx, `CREATE TRIGGER slow_token BEFORE INSERT ON tokens
+		WHEN NEW.name = 'slowpoke'
+		BEGIN SELECT count(*) FROM (WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 20000000) SELECT x FROM c); END`); err != nil {
+		t.Fatal(err)
+	}
+	tokensBefore, _ := e.st.ListTokens(e.ctx)
+
+	slowDone := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(e.ctx, 500*time.Millisecond)
+		defer cancel()
+		_, _, err := e.ra.CreateToken(ctx, ra.Caller{}, ra.TokenRequest{Role: identity.RoleAuditor, Name: "slowpoke"})
+		slowDone <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // the slow caller is inside its insert, holding the writer
+
+	type result struct {
+		name string
+		err  error
+	}
+	results := make(chan result, 2)
+	for _, name := range []string{"queued-1.test", "queued-2.test"} {
+		req := ra.IssueRequest{Profile: "web", CSR: csr(t, name)}
+		go func() {
+			_, err := e.ra.Issue(e.ctx, ra.Caller{}, req)
+			results <- result{name, err}
+		}()
+	}
+	if err := <-slowDone; err == nil {
+		t.Error("the slow caller succeeded after its deadline")
+	}
+	for range 2 {
+		if r := <-results; r.err != nil {
+			t.Errorf("%s: an issuance that nobody cancelled failed: %v (cause: %v)", r.name, r.err, errors.Unwrap(r.err))
+		}
+	}
+	if _, err := db.ExecContext(e.ctx, `DROP TRIGGER slow_token`); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(e.certs(identity.StatusIssued)); n != 2 {
+		t.Errorf("%d certificates issued, want 2", n)
+	}
+	if ts, _ := e.st.ListTokens(e.ctx); len(ts) != len(tokensBefore) {
+		t.Errorf("%d tokens, want %d: the cancelled token was stored", len(ts), len(tokensBefore))
+	}
+	e.verifyChain()
+	e.issue("afterwards.test")
 	e.verifyChain()
 }

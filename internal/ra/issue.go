@@ -124,9 +124,6 @@ func (r *RA) signAndRecord(ctx context.Context, c Caller, leaf *ca.LeafRequest, 
 		if errors.Is(err, ca.ErrLint) {
 			return nil, &fail.Error{Kind: fail.Refused, Msg: err.Error(), Rule: "lint", Reason: err}
 		}
-		if errors.Is(err, ca.ErrUnknownIssuer) {
-			return nil, fail.Wrap(fail.Internal, err)
-		}
 		return nil, fail.Wrap(fail.Internal, err)
 	}
 	spki, err := identity.SPKIFingerprint(leaf.PublicKey)
