@@ -334,10 +334,17 @@ type group struct {
 // holds s.gmu. A panicking fn is rolled back to its savepoint before the
 // panic continues, so the shared transaction stays usable.
 func (s *Store) runMember(ctx context.Context, g *group, fn func(ctx context.Context, tx store.Tx) error) (err error) {
-	// Statements of the shared transaction must not be interrupted by one
-	// caller's cancellation: SQLite answers an interrupt inside a
-	// transaction by rolling all of it back, every member included.
-	ctx = context.WithoutCancel(ctx)
+	// SQLite answers an interrupt (a cancelled statement) inside a
+	// transaction by rolling all of it back. While no other member's work is
+	// in the transaction that only costs this caller (the group is marked
+	// broken and newcomers start afresh), so a slow statement stays
+	// cancellable; once others have work in it, this caller's statements run
+	// to completion and a caller that gave up is rolled back to its
+	// savepoint when its fn returns.
+	caller := ctx
+	if g.members > 0 {
+		ctx = context.WithoutCancel(ctx)
+	}
 	defer func() {
 		if err != nil && rollsBackTransaction(err) {
 			g.broken = true
@@ -359,6 +366,9 @@ func (s *Store) runMember(ctx context.Context, g *group, fn func(ctx context.Con
 		_, _ = g.tx.StmtContext(bg, s.stmts.release).ExecContext(bg)
 	}()
 	if err := fn(context.WithValue(ctx, updateKey{}, s), &txn{s: s, tx: g.tx}); err != nil {
+		return err
+	}
+	if err := caller.Err(); err != nil {
 		return err
 	}
 	if _, err := g.tx.StmtContext(ctx, s.stmts.release).ExecContext(ctx); err != nil {
