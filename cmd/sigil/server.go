@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime/debug"
 
 	"github.com/spf13/cobra"
 
@@ -32,6 +33,12 @@ func newServerCmd() *cobra.Command {
 				if cfg.Dev {
 					cfg.DataDir = "./sigil-data"
 				}
+			}
+			// Issuance allocates much short-lived garbage; a larger heap
+			// target costs a few MB and saves ~7% CPU per certificate
+			// (docs/benchmarks.md). GOGC set by the operator wins.
+			if os.Getenv("GOGC") == "" {
+				debug.SetGCPercent(200)
 			}
 			s, err := server.New(cmd.Context(), cfg)
 			if err != nil {
