@@ -21,12 +21,12 @@ import (
 func (s *Server) applyProfiles(w http.ResponseWriter, r *http.Request) {
 	body, err := readBody(w, r, maxProfileBody)
 	if err != nil {
-		writeProblem(w, s.Log, err)
+		s.refuse(w, r, auth.ProfileWrite, "", err)
 		return
 	}
 	doc, err := policy.ParseDocument(body)
 	if err != nil {
-		writeProblem(w, s.Log, fail.Wrap(fail.Malformed, err))
+		s.refuse(w, r, auth.ProfileWrite, "", fail.Wrap(fail.Malformed, err))
 		return
 	}
 	changes, err := s.RA.ApplyProfiles(r.Context(), caller(r), doc)
@@ -85,14 +85,14 @@ type TokenResponse struct {
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 	var req TokenRequest
 	if err := decodeJSON(w, r, maxJSONBody, &req); err != nil {
-		writeProblem(w, s.Log, err)
+		s.refuse(w, r, auth.TokenWrite, "", err)
 		return
 	}
 	var ttl time.Duration
 	if req.TTL != "" {
 		d, err := parseDuration(req.TTL)
 		if err != nil || d <= 0 {
-			writeProblem(w, s.Log, fail.New(fail.Malformed, "invalid ttl %q", req.TTL))
+			s.refuse(w, r, auth.TokenWrite, req.Role, fail.New(fail.Malformed, "invalid ttl %q", req.TTL))
 			return
 		}
 		ttl = d

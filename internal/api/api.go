@@ -186,6 +186,12 @@ func readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, erro
 	return body, nil
 }
 
+// refuse audits a write request refused before it reached the RA, then
+// answers with the problem: every refused request is in the audit log.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, action auth.Action, object string, err error) {
+	writeProblem(w, s.Log, s.RA.AuditRefusal(r.Context(), caller(r), string(action), object, err))
+}
+
 func (s *Server) whoami(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, caller(r).Token)
 }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/sigil-pki/sigil/internal/auth"
 	"github.com/sigil-pki/sigil/internal/ca"
 	"github.com/sigil-pki/sigil/internal/fail"
 	"github.com/sigil-pki/sigil/internal/identity"
@@ -48,18 +49,18 @@ func (s *Server) issueCert(w http.ResponseWriter, r *http.Request) {
 	defer func() { s.metrics().duration.Observe(time.Since(start).Seconds()) }()
 	var req IssueRequest
 	if err := decodeJSON(w, r, maxJSONBody, &req); err != nil {
-		writeProblem(w, s.Log, err)
+		s.refuse(w, r, auth.CertIssue, "", err)
 		return
 	}
 	if req.Profile == "" || req.CSR == "" {
-		writeProblem(w, s.Log, fail.New(fail.Malformed, "profile and csr are required"))
+		s.refuse(w, r, auth.CertIssue, req.Profile, fail.New(fail.Malformed, "profile and csr are required"))
 		return
 	}
 	var ttl time.Duration
 	if req.TTL != "" {
 		d, err := parseDuration(req.TTL)
 		if err != nil {
-			writeProblem(w, s.Log, fail.New(fail.Malformed, "invalid ttl %q: %v", req.TTL, err))
+			s.refuse(w, r, auth.CertIssue, req.Profile, fail.New(fail.Malformed, "invalid ttl %q: %v", req.TTL, err))
 			return
 		}
 		ttl = d
@@ -155,20 +156,21 @@ type RevokeRequest struct {
 }
 
 func (s *Server) revokeCert(w http.ResponseWriter, r *http.Request) {
-	serial, ok := s.pathSerial(w, r)
-	if !ok {
+	serial, err := identity.ParseSerial(r.PathValue("serial"))
+	if err != nil {
+		s.refuse(w, r, auth.CertRevoke, "", fail.Wrap(fail.Malformed, err))
 		return
 	}
 	var req RevokeRequest
 	if r.ContentLength != 0 {
 		if err := decodeJSON(w, r, maxJSONBody, &req); err != nil {
-			writeProblem(w, s.Log, err)
+			s.refuse(w, r, auth.CertRevoke, string(serial), err)
 			return
 		}
 	}
 	reason, err := identity.ParseReason(req.Reason)
 	if err != nil {
-		writeProblem(w, s.Log, fail.Wrap(fail.Malformed, err))
+		s.refuse(w, r, auth.CertRevoke, string(serial), fail.Wrap(fail.Malformed, err))
 		return
 	}
 	rec, err := s.RA.Revoke(r.Context(), caller(r), serial, reason)

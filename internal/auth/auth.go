@@ -131,6 +131,7 @@ type TokenCache struct {
 
 	mu      sync.Mutex
 	entries map[string]cachedToken
+	gen     uint64 // bumped by Forget: a read that started before it is not cached
 }
 
 type cachedToken struct {
@@ -148,6 +149,7 @@ func (c *TokenCache) GetToken(ctx context.Context, id string) (*identity.Token, 
 	now := c.now()
 	c.mu.Lock()
 	e, ok := c.entries[id]
+	gen := c.gen
 	c.mu.Unlock()
 	if ok && now.Sub(e.fetched) < c.ttl {
 		return copyToken(&e.t), nil
@@ -160,7 +162,11 @@ func (c *TokenCache) GetToken(ctx context.Context, id string) (*identity.Token, 
 	if len(c.entries) > 10000 { // bound memory against many distinct tokens
 		clear(c.entries)
 	}
-	c.entries[id] = cachedToken{t: *copyToken(t), fetched: now}
+	// A Forget while we read may mean t predates a revocation: use it for
+	// this request (it was read before the revocation), but do not keep it.
+	if c.gen == gen {
+		c.entries[id] = cachedToken{t: *copyToken(t), fetched: now}
+	}
 	c.mu.Unlock()
 	return t, nil
 }
@@ -177,5 +183,6 @@ func copyToken(t *identity.Token) *identity.Token {
 func (c *TokenCache) Forget(id string) {
 	c.mu.Lock()
 	delete(c.entries, id)
+	c.gen++
 	c.mu.Unlock()
 }

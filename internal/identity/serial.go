@@ -46,7 +46,7 @@ func ParseSerial(s string) (Serial, error) {
 	s = strings.TrimSpace(s)
 	s = strings.TrimPrefix(strings.TrimPrefix(s, "0x"), "0X")
 	s = strings.NewReplacer(":", "", " ", "").Replace(s)
-	if s == "" || len(s) > 64 {
+	if s == "" || len(s) > 64 || strings.ContainsAny(s, "+-") {
 		return "", fmt.Errorf("%w: %q", ErrBadSerial, truncate(s, 70))
 	}
 	n, ok := new(big.Int).SetString(s, 16)

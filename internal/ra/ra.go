@@ -159,3 +159,10 @@ func storeErr(err error, what string) error {
 func (r *RA) AuditAuthFailure(ctx context.Context, request string) error {
 	return r.auditOnly(ctx, Caller{Anonymous: true}, "auth", request, audit.ResultRefused, map[string]string{"error": "invalid, expired or revoked token"})
 }
+
+// AuditRefusal records a request a front end refused before it reached the
+// RA (malformed or oversized input) and returns err, or an Unavailable error
+// if the refusal cannot be audited.
+func (r *RA) AuditRefusal(ctx context.Context, c Caller, action, object string, err error) error {
+	return r.refused(ctx, c, action, object, err)
+}
