@@ -344,6 +344,7 @@ func newCAImportCmd() *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.DataDir, "data", "./sigil-data", "the server's data directory")
+	f.StringVar(&cfg.DB, "db", "", "the server's store, as given to sigil server --db")
 	f.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key file (or SIGIL_KEK, SIGIL_KEK_PASSPHRASE; default <data>/kek.key if present)")
 	f.StringVar(&req.ID, "id", "", "issuer id, used in URLs (/crl/<id>.crl) and profiles (issuer: <id>)")
 	f.StringVar(&certFile, "cert", "", "CA certificate (PEM)")

@@ -55,6 +55,7 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "HTTPS listen address (API)")
 	f.StringVar(&cfg.HTTPListen, "http-listen", "127.0.0.1:8080", "plain HTTP listen address (CRL, OCSP, CA certificates)")
 	f.StringVar(&cfg.PublicURL, "public-url", "", "base URL of the HTTP listener as relying parties reach it, put in certificates (default http://<http-listen>)")
+	f.StringVar(&cfg.DB, "db", "", "store: empty for SQLite in the data directory, sqlite:PATH, or postgres://user@host/db (env SIGIL_DB)")
 	f.StringVar(&cfg.KEKFile, "kek-file", "", "file holding the 32-byte key-encryption key for CA keys (or SIGIL_KEK, SIGIL_KEK_PASSPHRASE)")
 	f.StringVar(&cfg.CAKeyType, "ca-key-type", "ecdsa-p256", "key type of a new CA: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, rsa-4096, ed25519")
 	f.StringVar(&cfg.CAName, "ca-name", "Sigil", "organisation name in a new CA's certificates")

@@ -57,12 +57,18 @@ type instance struct {
 
 func startServer(t *testing.T, dir string) *instance {
 	t.Helper()
+	return startServerDB(t, dir, "")
+}
+
+// startServerDB starts a server on a given store (see server.Config.DB).
+func startServerDB(t *testing.T, dir, db string) *instance {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	srv, err := server.New(ctx, server.Config{DataDir: dir, Listen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Dev: true, Log: log})
+	srv, err := server.New(ctx, server.Config{DataDir: dir, DB: db, Listen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Dev: true, Log: log})
 	if err != nil {
 		cancel()
 		t.Fatalf("starting server: %v", err)

@@ -15,7 +15,6 @@ import (
 	"github.com/sigil-pki/sigil/internal/identity"
 	"github.com/sigil-pki/sigil/internal/keys"
 	"github.com/sigil-pki/sigil/internal/store"
-	"github.com/sigil-pki/sigil/internal/store/sqlite"
 )
 
 // ImportRequest is an existing CA to add as an issuer.
@@ -65,14 +64,14 @@ func ImportCA(ctx context.Context, cfg Config, req ImportRequest) (*store.Issuer
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(cfg.DataDir, "sigil.db")); err != nil {
+	if _, err := os.Stat(filepath.Join(cfg.DataDir, "keys")); err != nil {
 		return nil, fmt.Errorf("no Sigil data directory at %s (start the server once first): %w", cfg.DataDir, err)
 	}
 	backend, err := keys.NewFileBackend(filepath.Join(cfg.DataDir, "keys"), kek)
 	if err != nil {
 		return nil, err
 	}
-	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "sigil.db"))
+	st, err := openStore(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}

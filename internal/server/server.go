@@ -14,8 +14,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -26,6 +28,7 @@ import (
 	"github.com/sigil-pki/sigil/internal/lint"
 	"github.com/sigil-pki/sigil/internal/ra"
 	"github.com/sigil-pki/sigil/internal/store"
+	"github.com/sigil-pki/sigil/internal/store/postgres"
 	"github.com/sigil-pki/sigil/internal/store/sqlite"
 )
 
@@ -35,7 +38,10 @@ type Config struct {
 	Listen     string // HTTPS: API
 	HTTPListen string // plain HTTP: CRL, OCSP, CA certificates
 	PublicURL  string // base URL of the plain-HTTP listener as clients reach it; default from HTTPListen
-	Dev        bool
+	// DB selects the store: empty for SQLite at <data>/sigil.db,
+	// "sqlite:PATH", or a postgres:// DSN.
+	DB  string
+	Dev bool
 
 	KEKFile       string
 	KEK           string
@@ -65,6 +71,31 @@ type Server struct {
 
 	// APIURL and PublicURL are where the listeners ended up (useful with port 0).
 	APIURL, PublicURL string
+}
+
+// openStore opens the configured store. Several servers may share one
+// PostgreSQL database; SQLite is for one server.
+func openStore(ctx context.Context, cfg Config) (store.Store, error) {
+	switch {
+	case strings.HasPrefix(cfg.DB, "postgres://"), strings.HasPrefix(cfg.DB, "postgresql://"):
+		return postgres.Open(ctx, cfg.DB)
+	case cfg.DB == "":
+		return sqlite.Open(ctx, filepath.Join(cfg.DataDir, "sigil.db"))
+	case strings.HasPrefix(cfg.DB, "sqlite:"):
+		return sqlite.Open(ctx, strings.TrimPrefix(cfg.DB, "sqlite:"))
+	}
+	return nil, fmt.Errorf("unsupported --db %q: use sqlite:PATH or postgres://...", redactDSN(cfg.DB))
+}
+
+// redactDSN hides a password in a DSN for error messages.
+func redactDSN(dsn string) string {
+	if u, err := url.Parse(dsn); err == nil && u.User != nil {
+		if _, ok := u.User.Password(); ok {
+			u.User = url.UserPassword(u.User.Username(), "xxxxx")
+			return u.String()
+		}
+	}
+	return dsn
 }
 
 func randRead(b []byte) (int, error) { return rand.Read(b) }
@@ -109,7 +140,7 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.store, err = sqlite.Open(ctx, filepath.Join(cfg.DataDir, "sigil.db")); err != nil {
+	if s.store, err = openStore(ctx, cfg); err != nil {
 		return nil, err
 	}
 	urls := ca.URLs{Base: s.PublicURL}

@@ -3,8 +3,9 @@
 -- Times are timestamptz (microsecond precision, like Go's canonical store
 -- time), NULL for the zero time. Every text column is COLLATE "C": filters and
 -- orderings (serial order, the audit action prefix range, names, IDs) must be
--- byte-wise whatever the database's default collation is; a linguistic
--- collation such as en_US ignores punctuation and would break "cert." < "cert/".
+-- byte-wise whatever the database's default collation is. A linguistic
+-- collation (e.g. ICU en-US) compares case-insensitively first and would put
+-- "CERT.issue" inside the "cert." prefix range ["cert.", "cert/").
 -- Name lists are text[] and labels jsonb, NULL when empty. Byte fields are bytea.
 
 CREATE TABLE certificates (

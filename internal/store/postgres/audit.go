@@ -1,0 +1,139 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/sigil-pki/sigil/internal/audit"
+	"github.com/sigil-pki/sigil/internal/store"
+)
+
+const (
+	auditHeadSQL = "SELECT seq, hash FROM audit_head WHERE id = 1"
+	// FOR UPDATE makes the head row the chain's write lock, across every
+	// process on the database: a second appender blocks here until the
+	// holder commits or rolls back, and under READ COMMITTED then reads the
+	// head the holder committed. The lock lasts until the end of the
+	// transaction, so callers should append their audit event last.
+	lockHeadSQL = auditHeadSQL + " FOR UPDATE"
+	// One statement (one round trip) inserts the event and moves the head.
+	// The seq guard turns a head that moved under us into an error instead
+	// of a fork; it cannot happen while the row lock is held.
+	appendAuditSQL = `WITH ins AS (
+		INSERT INTO audit_events (seq, "time", actor, action, object, result, detail, prev_hash, hash)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9))
+		UPDATE audit_head SET seq = $1, hash = $9 WHERE id = 1 AND seq = $10`
+)
+
+const auditColumns = `seq, "time", actor, action, object, result, detail, prev_hash, hash`
+
+// AppendAudit seals e after the locked head row and inserts it, moving the
+// head in the same transaction.
+func (t *txn) AppendAudit(ctx context.Context, e *audit.Event) error {
+	if err := t.appendAudit(ctx, e); err != nil {
+		return fmt.Errorf("%w: postgres: appending audit event: %w", audit.ErrUnavailable, err)
+	}
+	return nil
+}
+
+func (t *txn) appendAudit(ctx context.Context, e *audit.Event) error {
+	if e == nil {
+		return errors.New("nil event")
+	}
+	var headSeq int64
+	var headHash string
+	if err := t.tx.QueryRow(ctx, lockHeadSQL).Scan(&headSeq, &headHash); err != nil {
+		return fmt.Errorf("locking head: %w", err)
+	}
+	var prev *audit.Event
+	if headSeq > 0 {
+		prev = &audit.Event{Seq: headSeq, Hash: headHash}
+	}
+	e.Seal(prev)
+	tag, err := t.tx.Exec(ctx, appendAuditSQL,
+		e.Seq, e.Time, e.Actor, e.Action, e.Object, e.Result, e.Detail, e.PrevHash, e.Hash, headSeq)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("head moved from event %d during append", headSeq)
+	}
+	return nil
+}
+
+func scanEvent(row pgx.Row) (*audit.Event, error) {
+	var e audit.Event
+	var at pgtype.Timestamptz
+	if err := row.Scan(&e.Seq, &at, &e.Actor, &e.Action, &e.Object, &e.Result, &e.Detail, &e.PrevHash, &e.Hash); err != nil {
+		return nil, err
+	}
+	e.Time = fromTS(at)
+	return &e, nil
+}
+
+// ListAudit filters on Since inclusive and Until exclusive, so consecutive
+// windows neither overlap nor leave gaps.
+func (s *Store) ListAudit(ctx context.Context, f store.AuditFilter) ([]*audit.Event, error) {
+	var w whereClause
+	if f.Actor != "" {
+		w.add("actor = ?", f.Actor)
+	}
+	if prefix, ok := strings.CutSuffix(f.Action, "."); ok {
+		// A byte range rather than LIKE, which treats '_' as a wildcard:
+		// "cert." matches ["cert.", "cert/"). Byte-wise because the column
+		// is COLLATE "C".
+		w.add("action >= ? AND action < ?", f.Action, prefix+"/")
+	} else if f.Action != "" {
+		w.add("action = ?", f.Action)
+	}
+	if !f.Since.IsZero() {
+		w.add(`"time" >= ?`, ceilMicros(f.Since))
+	}
+	if !f.Until.IsZero() {
+		w.add(`"time" < ?`, ceilMicros(f.Until))
+	}
+	if f.AfterSeq > 0 {
+		w.add("seq > ?", f.AfterSeq)
+	}
+	q := w.limit("SELECT "+auditColumns+" FROM audit_events"+w.String()+" ORDER BY seq", f.Limit)
+	return queryAll(ctx, s.pool, "audit events", q, scanEvent, w.args...)
+}
+
+// WalkAudit streams events from one statement, hence one snapshot: events
+// committed during the walk are not seen.
+func (s *Store) WalkAudit(ctx context.Context, fn func(*audit.Event) error) error {
+	rows, err := s.pool.Query(ctx, "SELECT "+auditColumns+" FROM audit_events ORDER BY seq")
+	if err != nil {
+		return fmt.Errorf("postgres: walking audit events: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		e, err := scanEvent(rows)
+		if err != nil {
+			return fmt.Errorf("postgres: walking audit events: %w", err)
+		}
+		if err := fn(e); err != nil {
+			return err
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("postgres: walking audit events: %w", err)
+	}
+	return nil
+}
+
+// AuditHead reads the committed head without locking it, so it never waits
+// for an appender.
+func (s *Store) AuditHead(ctx context.Context) (int64, string, error) {
+	var seq int64
+	var hash string
+	if err := s.pool.QueryRow(ctx, auditHeadSQL).Scan(&seq, &hash); err != nil {
+		return 0, "", fmt.Errorf("postgres: reading audit head: %w", err)
+	}
+	return seq, hash, nil
+}
