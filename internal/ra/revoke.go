@@ -65,19 +65,22 @@ func (r *RA) PublishCRL(ctx context.Context, issuerID string) (*store.CRL, error
 	r.crlMu.Lock()
 	defer r.crlMu.Unlock()
 	now := r.now().UTC().Truncate(time.Second)
-	revoked, err := r.store.RevokedCertificates(ctx, issuerID, now.Add(-crlGrace))
-	if err != nil {
-		return nil, fmt.Errorf("listing revoked certificates: %w", err)
-	}
-	entries := make([]ca.CRLEntry, len(revoked))
-	for i, e := range revoked {
-		entries[i] = ca.CRLEntry{Serial: e.Serial, RevokedAt: e.RevokedAt, Reason: e.Reason}
-	}
 	crl := &store.CRL{IssuerID: issuerID, ThisUpdate: now, NextUpdate: now.Add(r.CRLValidity)}
-	err = r.store.Update(ctx, func(ctx context.Context, tx store.Tx) error {
+	err := r.store.Update(ctx, func(ctx context.Context, tx store.Tx) error {
 		n, err := tx.NextCRLNumber(ctx, issuerID)
 		if err != nil {
 			return err
+		}
+		// Read the entries only once the number is ours: a store that
+		// serialises numbering across servers (PostgreSQL) then guarantees
+		// that a higher-numbered CRL saw every revocation a lower one did.
+		revoked, err := r.store.RevokedCertificates(ctx, issuerID, now.Add(-crlGrace))
+		if err != nil {
+			return fmt.Errorf("listing revoked certificates: %w", err)
+		}
+		entries := make([]ca.CRLEntry, len(revoked))
+		for i, e := range revoked {
+			entries[i] = ca.CRLEntry{Serial: e.Serial, RevokedAt: e.RevokedAt, Reason: e.Reason}
 		}
 		crl.Number = n
 		if crl.DER, err = r.ca.SignCRL(issuerID, n, crl.ThisUpdate, crl.NextUpdate, entries); err != nil {
