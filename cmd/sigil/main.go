@@ -8,7 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -45,12 +45,9 @@ func main() {
 
 func exitCode(err error) int {
 	var ce *client.Error
-	var ne net.Error
-	var oe *net.OpError
+	var ue *url.Error // the HTTP client's errors: the server could not be reached
 	switch {
-	case errors.As(err, &ce), errors.As(err, &ne), errors.As(err, &oe):
-		return exitRemote
-	case errors.Is(err, errRemote):
+	case errors.As(err, &ce), errors.As(err, &ue), errors.Is(err, errRemote):
 		return exitRemote
 	}
 	return exitLocal
@@ -87,7 +84,7 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.token, "token", "", "API token (env SIGIL_TOKEN)")
 	pf.StringVar(&g.root, "root", "", "root CA certificate (PEM) to trust for the server (env SIGIL_ROOT)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json (env SIGIL_OUTPUT)")
-	root.AddCommand(newServerCmd(), newCertCmd(g), newProfileCmd(g), newTokenCmd(g), newAuditCmd(g), newCACmd(g), newBenchCmd(g))
+	root.AddCommand(newServerCmd(), newCertCmd(g), newProfileCmd(g), newTokenCmd(g), newAuditCmd(g), newCACmd(g), newBenchCmd(g), newMigrateCmd())
 	return root
 }
 
@@ -108,7 +105,7 @@ func bindEnv(cmd *cobra.Command) error {
 			}
 		}
 	}
-	if cmd.Name() == "server" || cmd.CommandPath() == "sigil ca import" {
+	if cmd.Name() == "server" || cmd.Name() == "migrate" || cmd.CommandPath() == "sigil ca import" {
 		cmd.LocalFlags().VisitAll(set)
 	}
 	cmd.InheritedFlags().VisitAll(set)

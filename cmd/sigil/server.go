@@ -64,3 +64,23 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }
+
+func newMigrateCmd() *cobra.Command {
+	var cfg server.Config
+	cmd := &cobra.Command{
+		Use:     "migrate",
+		Short:   "Apply pending schema migrations to the store and exit (servers also do it at start, under a lock)",
+		Example: "  sigil migrate --db postgres://sigil@db.internal/sigil?sslmode=verify-full\n  sigil migrate --data ./sigil-data",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := server.Migrate(cmd.Context(), cfg); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "schema up to date")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&cfg.DB, "db", "", "store: sqlite:PATH or postgres://... (default: SQLite in --data)")
+	cmd.Flags().StringVar(&cfg.DataDir, "data", "./sigil-data", "data directory holding sigil.db when --db is not given")
+	return cmd
+}

@@ -73,6 +73,16 @@ type Server struct {
 	APIURL, PublicURL string
 }
 
+// Migrate opens the configured store, which applies pending schema
+// migrations (under a lock on PostgreSQL, so replicas may race), and closes it.
+func Migrate(ctx context.Context, cfg Config) error {
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	return st.Close()
+}
+
 // openStore opens the configured store. Several servers may share one
 // PostgreSQL database; SQLite is for one server.
 func openStore(ctx context.Context, cfg Config) (store.Store, error) {
