@@ -4,16 +4,14 @@ import (
 	"context"
 	"embed"
 	"fmt"
-	"io/fs"
-	"slices"
-	"strconv"
-	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sigil-pki/sigil/internal/store"
 )
 
-// Migrations are numbered SQL files, NNNN_description.sql, applied in order.
+// Migrations are numbered SQL files, NNNN_description.SQL, applied in order.
 // Never edit one that has shipped: add a new file.
 //
 //go:embed migrations/*.sql
@@ -26,46 +24,13 @@ var migrationFS embed.FS
 // take turns.
 const migrateLockKey int64 = 0x7369_6769_6c00_0001
 
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFS, "migrations")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, e := range entries {
-		prefix, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(prefix)
-		if !ok || err != nil || v <= 0 {
-			return nil, fmt.Errorf("migration %s: name must start with a positive version and '_'", e.Name())
-		}
-		b, err := fs.ReadFile(migrationFS, "migrations/"+e.Name())
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: e.Name(), sql: string(b)})
-	}
-	slices.SortFunc(ms, func(a, b migration) int { return a.version - b.version })
-	for i := 1; i < len(ms); i++ {
-		if ms[i].version == ms[i-1].version {
-			return nil, fmt.Errorf("migrations %s and %s share a version", ms[i-1].name, ms[i].name)
-		}
-	}
-	return ms, nil
-}
-
 // migrate applies pending migrations in one transaction holding the
 // migration advisory lock. PostgreSQL DDL is transactional, so a failing
 // migration leaves the schema as it was, and a replica waiting on the lock
 // sees (READ COMMITTED: each statement takes a new snapshot) everything the
 // previous holder committed.
 func migrate(ctx context.Context, pool *pgxpool.Pool) error {
-	ms, err := loadMigrations()
+	ms, err := store.LoadMigrations(migrationFS, "migrations")
 	if err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
@@ -100,7 +65,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 
 	latest := 0
 	if len(ms) > 0 {
-		latest = ms[len(ms)-1].version
+		latest = ms[len(ms)-1].Version
 	}
 	for v := range applied {
 		if v > latest {
@@ -109,16 +74,16 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		}
 	}
 	for _, m := range ms {
-		if applied[m.version] {
+		if applied[m.Version] {
 			continue
 		}
 		// No arguments: pgx sends it with the simple protocol, which
 		// accepts several statements in one string.
-		if _, err := tx.Exec(ctx, m.sql); err != nil {
-			return fmt.Errorf("postgres: migration %s: %w", m.name, err)
+		if _, err := tx.Exec(ctx, m.SQL); err != nil {
+			return fmt.Errorf("postgres: migration %s: %w", m.Name, err)
 		}
-		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", m.version); err != nil {
-			return fmt.Errorf("postgres: migration %s: %w", m.name, err)
+		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version) VALUES ($1)", m.Version); err != nil {
+			return fmt.Errorf("postgres: migration %s: %w", m.Name, err)
 		}
 	}
 	if err := tx.Commit(ctx); err != nil {

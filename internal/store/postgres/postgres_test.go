@@ -98,7 +98,7 @@ func TestOpenConcurrent(t *testing.T) {
 		}
 		defer stores[i].Close()
 	}
-	ms, err := loadMigrations()
+	ms, err := store.LoadMigrations(migrationFS, "migrations")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -71,7 +71,7 @@ func TestReopen(t *testing.T) {
 	if len(before) == 0 || strings.Join(before, ",") != strings.Join(after, ",") {
 		t.Errorf("schema_migrations changed on reopen: %v → %v", before, after)
 	}
-	if ms, _ := loadMigrations(); len(after) != len(ms) {
+	if ms, _ := store.LoadMigrations(migrationFS, "migrations"); len(after) != len(ms) {
 		t.Errorf("%d migrations recorded, %d embedded", len(after), len(ms))
 	}
 }
