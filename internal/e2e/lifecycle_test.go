@@ -16,6 +16,7 @@ import (
 	"github.com/sigil-pki/sigil/internal/api"
 	"github.com/sigil-pki/sigil/internal/ca"
 	"github.com/sigil-pki/sigil/internal/identity"
+	"github.com/sigil-pki/sigil/internal/lint"
 )
 
 // TestLifecycle is the issue → inspect → revoke → check-revocation cycle,
@@ -46,6 +47,15 @@ func TestLifecycle(t *testing.T) {
 	}
 	if leaf.SerialNumber.BitLen() < 64 {
 		t.Errorf("serial has %d bits, want >= 64", leaf.SerialNumber.BitLen())
+	}
+	// The certificate as issued (real signature) passes the same zlint set
+	// that checked it before signing.
+	linter, err := lint.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := linter.Lint(leaf.Raw); err != nil {
+		t.Errorf("issued certificate fails lint: %v", err)
 	}
 
 	// crypto/x509 verification against root.pem with the returned chain.
