@@ -42,9 +42,18 @@ type Tx interface {
 	// current head of the chain and inserts it. Errors are wrapped with
 	// audit.ErrUnavailable.
 	AppendAudit(ctx context.Context, e *audit.Event) error
+	// ImportAuditEvent inserts an event sealed elsewhere (by another store)
+	// verbatim, keeping its Seq, Time, PrevHash and Hash, and moves the head
+	// to it. It refuses (an error wrapping audit.ErrUnavailable) unless e
+	// extends the current head exactly: e.Seq is head+1, e.PrevHash is the
+	// head's hash and e.Hash is e.ComputeHash(e.PrevHash), so an import can
+	// never leave a broken chain.
+	ImportAuditEvent(ctx context.Context, e *audit.Event) error
 
 	// InsertCertificate stores a new certificate record (normally StatusPlanned
-	// with TBS set). ErrConflict if the serial exists.
+	// with TBS set). ErrConflict if the serial exists. The record is stored
+	// exactly as given, in any status and with every field (DER, issue and
+	// revocation data), which is what a store-to-store copy relies on.
 	InsertCertificate(ctx context.Context, c *identity.Certificate) error
 	// MarkIssued moves a planned certificate to issued, storing its DER and
 	// fingerprint. ErrNotFound for an unknown serial; ErrConflict if not planned.
@@ -94,6 +103,9 @@ type Reader interface {
 
 	// LatestCRL returns the highest-numbered CRL of an issuer; ErrNotFound if none.
 	LatestCRL(ctx context.Context, issuerID string) (*CRL, error)
+	// ListCRLs returns every stored CRL of an issuer (of all issuers when
+	// issuerID is empty), ordered by issuer ID, then number ascending.
+	ListCRLs(ctx context.Context, issuerID string) ([]*CRL, error)
 
 	// ListAudit returns events matching f in ascending Seq order.
 	ListAudit(ctx context.Context, f AuditFilter) ([]*audit.Event, error)

@@ -66,6 +66,35 @@ func (t *txn) appendAudit(ctx context.Context, e *audit.Event) error {
 	return nil
 }
 
+// ImportAuditEvent inserts an event sealed elsewhere, unchanged, if it
+// extends the locked head exactly (store.CheckImportedEvent), and moves the head.
+func (t *txn) ImportAuditEvent(ctx context.Context, e *audit.Event) error {
+	if err := t.importAudit(ctx, e); err != nil {
+		return fmt.Errorf("%w: postgres: importing audit event: %w", audit.ErrUnavailable, err)
+	}
+	return nil
+}
+
+func (t *txn) importAudit(ctx context.Context, e *audit.Event) error {
+	var headSeq int64
+	var headHash string
+	if err := t.tx.QueryRow(ctx, lockHeadSQL).Scan(&headSeq, &headHash); err != nil {
+		return fmt.Errorf("locking head: %w", err)
+	}
+	if err := store.CheckImportedEvent(e, headSeq, headHash); err != nil {
+		return err
+	}
+	tag, err := t.tx.Exec(ctx, appendAuditSQL,
+		e.Seq, e.Time.UTC(), e.Actor, e.Action, e.Object, e.Result, e.Detail, e.PrevHash, e.Hash, headSeq)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("head moved from event %d during import", headSeq)
+	}
+	return nil
+}
+
 func scanEvent(row pgx.Row) (*audit.Event, error) {
 	var e audit.Event
 	var at pgtype.Timestamptz

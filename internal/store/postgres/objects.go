@@ -238,3 +238,21 @@ func (s *Store) LatestCRL(ctx context.Context, issuerID string) (*store.CRL, err
 	c.ThisUpdate, c.NextUpdate, c.DER = fromTS(this), fromTS(next), nilIfEmpty(c.DER)
 	return &c, nil
 }
+
+// ListCRLs orders by issuer ID, then number.
+func (s *Store) ListCRLs(ctx context.Context, issuerID string) ([]*store.CRL, error) {
+	q := "SELECT issuer_id, number, this_update, next_update, der FROM crls"
+	var args []any
+	if issuerID != "" {
+		q, args = q+" WHERE issuer_id = $1", append(args, issuerID)
+	}
+	return queryAll(ctx, s.pool, "CRLs", q+" ORDER BY issuer_id, number", func(row pgx.Row) (*store.CRL, error) {
+		var c store.CRL
+		var this, next pgtype.Timestamptz
+		if err := row.Scan(&c.IssuerID, &c.Number, &this, &next, &c.DER); err != nil {
+			return nil, err
+		}
+		c.ThisUpdate, c.NextUpdate, c.DER = fromTS(this), fromTS(next), nilIfEmpty(c.DER)
+		return &c, nil
+	}, args...)
+}

@@ -59,6 +59,38 @@ func (t *txn) appendAudit(ctx context.Context, e *audit.Event) error {
 	return nil
 }
 
+// ImportAuditEvent inserts an event sealed elsewhere, unchanged, if it
+// extends the head exactly (store.CheckImportedEvent), and moves the head.
+func (t *txn) ImportAuditEvent(ctx context.Context, e *audit.Event) error {
+	if err := t.importAudit(ctx, e); err != nil {
+		return fmt.Errorf("%w: sqlite: importing audit event: %w", audit.ErrUnavailable, err)
+	}
+	return nil
+}
+
+func (t *txn) importAudit(ctx context.Context, e *audit.Event) error {
+	var headSeq int64
+	var headHash string
+	if err := t.stmt(ctx, t.s.stmts.auditHead).QueryRowContext(ctx).Scan(&headSeq, &headHash); err != nil {
+		return fmt.Errorf("reading head: %w", err)
+	}
+	if err := store.CheckImportedEvent(e, headSeq, headHash); err != nil {
+		return err
+	}
+	if _, err := t.stmt(ctx, t.s.stmts.insertAudit).ExecContext(ctx,
+		e.Seq, e.Time.UnixMicro(), e.Actor, e.Action, e.Object, e.Result, e.Detail, e.PrevHash, e.Hash); err != nil {
+		return err
+	}
+	n, err := affected(t.stmt(ctx, t.s.stmts.setHead).ExecContext(ctx, e.Seq, e.Hash, headSeq))
+	if err != nil {
+		return fmt.Errorf("moving head: %w", err)
+	}
+	if n != 1 {
+		return fmt.Errorf("head moved from event %d during import", headSeq)
+	}
+	return nil
+}
+
 func scanEvent(sc scanner) (*audit.Event, error) {
 	var e audit.Event
 	var at int64

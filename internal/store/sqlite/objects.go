@@ -230,3 +230,21 @@ func (s *Store) LatestCRL(ctx context.Context, issuerID string) (*store.CRL, err
 	c.ThisUpdate, c.NextUpdate, c.DER = fromMicros(this), fromMicros(next), nilIfEmpty(c.DER)
 	return &c, nil
 }
+
+// ListCRLs orders by issuer ID, then number.
+func (s *Store) ListCRLs(ctx context.Context, issuerID string) ([]*store.CRL, error) {
+	q := "SELECT issuer_id, number, this_update, next_update, der FROM crls"
+	var args []any
+	if issuerID != "" {
+		q, args = q+" WHERE issuer_id = ?", append(args, issuerID)
+	}
+	return queryAll(ctx, s.r, "CRLs", q+" ORDER BY issuer_id, number", func(sc scanner) (*store.CRL, error) {
+		var c store.CRL
+		var this, next sql.NullInt64
+		if err := sc.Scan(&c.IssuerID, &c.Number, &this, &next, &c.DER); err != nil {
+			return nil, err
+		}
+		c.ThisUpdate, c.NextUpdate, c.DER = fromMicros(this), fromMicros(next), nilIfEmpty(c.DER)
+		return &c, nil
+	}, args...)
+}

@@ -43,6 +43,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CRLs", crlTests},
 		{"Audit", auditTests},
 		{"Transactions", txTests},
+		{"Import", importTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
