@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -61,6 +62,7 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&cfg.CAName, "ca-name", "Sigil", "organisation name in a new CA's certificates")
 	f.StringSliceVar(&cfg.TLSNames, "tls-name", nil, "extra DNS name or IP for the server's own TLS certificate (repeatable)")
 	f.StringVar(&cfg.PprofListen, "pprof-listen", "", "serve Go profiling (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off by default")
+	f.DurationVar(&cfg.BackgroundInterval, "background-interval", time.Minute, "how often the background-job leader refreshes CRLs and each server checks its TLS certificate")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }

@@ -38,6 +38,9 @@ type Server struct {
 	Now func() time.Time
 	// Ready reports whether the server can take traffic (store reachable).
 	Ready func(ctx context.Context) error
+	// Leader, if set, reports whether this replica holds the background-job
+	// lease (the sigil_background_leader gauge).
+	Leader func() bool
 
 	metricsOnce sync.Once
 	m           *metrics
@@ -54,8 +57,10 @@ func (s *Server) tokens() *auth.TokenCache {
 	return s.tokenCache
 }
 
+func (s *Server) leader() bool { return s.Leader != nil && s.Leader() }
+
 func (s *Server) metrics() *metrics {
-	s.metricsOnce.Do(func() { s.m = newMetrics() })
+	s.metricsOnce.Do(func() { s.m = newMetrics(s.leader) })
 	return s.m
 }
 

@@ -19,7 +19,7 @@ type metrics struct {
 	duration prometheus.Histogram
 }
 
-func newMetrics() *metrics {
+func newMetrics(leader func() bool) *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		issued: prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -42,7 +42,15 @@ func newMetrics() *metrics {
 	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{Name: "sigil_build_info", Help: "Build information.", ConstLabels: prometheus.Labels{"version": version}})
 	build.Set(1)
-	m.reg.MustRegister(m.issued, m.failed, m.revoked, m.duration, build,
+	lead := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sigil_background_leader", Help: "1 while this server holds the background-job lease (runs the CRL refresh), else 0.",
+	}, func() float64 {
+		if leader() {
+			return 1
+		}
+		return 0
+	})
+	m.reg.MustRegister(m.issued, m.failed, m.revoked, m.duration, build, lead,
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	return m
 }

@@ -53,6 +53,10 @@ type Config struct {
 	// PprofListen, when set, serves net/http/pprof there (loopback only
 	// advised): the profiles behind docs/benchmarks.md.
 	PprofListen string
+	// BackgroundInterval is how often the background-job leader runs the
+	// cluster-wide jobs (CRL refresh) and every server checks its TLS
+	// certificate; default 1m.
+	BackgroundInterval time.Duration
 
 	Log *slog.Logger
 	Out io.Writer // where the start-up banner goes
@@ -68,6 +72,7 @@ type Server struct {
 	apiLn, httpLn net.Listener
 	tlsCert       atomic.Pointer[tls.Certificate]
 	tlsNotAfter   atomic.Int64 // unix time at which to renew (not the certificate's NotAfter)
+	leader        atomic.Bool  // holds the background-job lease (tasks.go)
 
 	// APIURL and PublicURL are where the listeners ended up (useful with port 0).
 	APIURL, PublicURL string
@@ -192,7 +197,7 @@ func (s *Server) Store() store.Store { return s.store }
 
 // Run serves until ctx is cancelled, then shuts down gracefully.
 func (s *Server) Run(ctx context.Context) error {
-	a := &api.Server{RA: s.ra, Log: s.log, Now: time.Now, Ready: s.store.Ping}
+	a := &api.Server{RA: s.ra, Log: s.log, Now: time.Now, Ready: s.store.Ping, Leader: s.leader.Load}
 	tlsCfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
@@ -242,29 +247,6 @@ func (s *Server) Close() {
 	}
 	if s.store != nil {
 		s.store.Close()
-	}
-}
-
-// runTasks runs the background work: CRL refresh and TLS certificate renewal.
-func (s *Server) runTasks(ctx context.Context) error {
-	t := time.NewTicker(time.Minute)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-		for _, iss := range s.ra.CA().Issuers() {
-			// CRL returns the stored CRL while it is fresh and republishes
-			// once half its validity has passed.
-			if _, err := s.ra.CRL(ctx, iss.ID); err != nil {
-				s.log.Error("refreshing CRL", "issuer", iss.ID, "err", err)
-			}
-		}
-		if err := s.renewTLSIfDue(ctx, time.Now()); err != nil {
-			s.log.Error("renewing the server's TLS certificate", "err", err)
-		}
 	}
 }
 
