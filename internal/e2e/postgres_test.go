@@ -2,13 +2,16 @@ package e2e
 
 import (
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/sigil-pki/sigil/internal/api"
 	"github.com/sigil-pki/sigil/internal/identity"
+	"github.com/sigil-pki/sigil/internal/keys"
 	"github.com/sigil-pki/sigil/internal/store/postgres/pgtest"
 )
 
@@ -77,4 +80,42 @@ func TestMigrate(t *testing.T) {
 	in := startServerDB(t, filepath.Join(t.TempDir(), "data"), dsn)
 	in.applyProfiles()
 	in.mustCLI("cert", "issue", "--profile", "web", "--name", "migrated.test", "--key-out", filepath.Join(dir, "k.pem"), "--out", filepath.Join(dir, "c.pem"))
+}
+
+// TestSimultaneousFirstStart: three servers starting at once on an empty
+// database and a shared data directory end up with one CA, not three.
+func TestSimultaneousFirstStart(t *testing.T) {
+	dsn := pgtest.FreshDatabase(t)
+	dir := filepath.Join(t.TempDir(), "data")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// The KEK is provisioned before the servers start, as in production.
+	if _, err := keys.GenerateKEKFile(filepath.Join(dir, "kek.key")); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	ins := make([]*instance, 3)
+	for i := range ins {
+		wg.Go(func() { ins[i] = startServerDB(t, dir, dsn) })
+	}
+	wg.Wait()
+	issuers, err := ins[0].srv.Store().ListIssuers(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(issuers) != 2 {
+		t.Fatalf("%d issuers after a simultaneous first start, want 2 (one root, one intermediate)", len(issuers))
+	}
+	for _, in := range ins {
+		for _, iss := range in.srv.RA().CA().Issuers() {
+			if iss.ID != issuers[0].ID && iss.ID != issuers[1].ID {
+				t.Fatalf("a server loaded issuer %q that is not in the store", iss.ID)
+			}
+		}
+	}
+	tokens, _ := ins[0].srv.Store().ListTokens(context.Background())
+	if len(tokens) != 1 {
+		t.Fatalf("%d admin tokens, want 1", len(tokens))
+	}
 }

@@ -159,6 +159,18 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	urls := ca.URLs{Base: s.PublicURL}
+	// First start creates the CA and the admin token. Servers sharing a store
+	// take turns here, so only the first of several starting at once on an
+	// empty database creates them and the others load them.
+	if l, ok := s.store.(store.Leaser); ok {
+		bctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		lease, err := l.Lead(bctx, "bootstrap")
+		cancel()
+		if err != nil {
+			return nil, fmt.Errorf("waiting for another server's first start to finish: %w", err)
+		}
+		defer lease.Release()
+	}
 	issuers, defaultID, err := ensureCA(ctx, &cfg, s.store, backend, urls)
 	if err != nil {
 		return nil, err
