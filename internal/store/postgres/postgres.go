@@ -10,10 +10,11 @@
 //
 // Tables are referenced unqualified, so the DSN's search_path (e.g.
 // options=-c%20search_path%3Dsigil) selects the schema. Pool size comes from
-// the DSN's pool_max_conns (pgxpool default: max(4, NumCPU)). All locks are
-// transaction-scoped (row locks, pg_advisory_xact_lock), so a transaction-mode
-// pooler such as PgBouncer is safe; pgx's per-connection statement cache may
-// then need default_query_exec_mode=exec in the DSN.
+// the DSN's pool_max_conns (pgxpool default: max(4, NumCPU)). The store's own
+// locks are transaction-scoped (row locks, pg_advisory_xact_lock); only the
+// background-job lease (lease.go) holds a session-level advisory lock on a
+// connection of its own, so it needs a real PostgreSQL session, not a
+// transaction-mode pooler such as PgBouncer.
 package postgres
 
 import (
