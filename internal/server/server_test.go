@@ -79,11 +79,15 @@ func TestTLSCertificateRenewsItself(t *testing.T) {
 	if renewed.SerialNumber.Cmp(first.SerialNumber) == 0 {
 		t.Fatal("not renewed when due")
 	}
-	// Both are in the inventory, recorded before use.
-	for _, c := range []*x509.Certificate{first, renewed} {
+	// Both are in the inventory, recorded before use; the replaced one is
+	// revoked as superseded.
+	for c, want := range map[*x509.Certificate]identity.CertStatus{first: identity.StatusRevoked, renewed: identity.StatusIssued} {
 		rec, err := s.Store().GetCertificate(ctx, serialOf(c))
-		if err != nil || rec.Profile != "sigil-server" || rec.Status != "issued" {
-			t.Fatalf("server certificate %x not recorded as issued: %v %+v", c.SerialNumber, err, rec)
+		if err != nil || rec.Profile != "sigil-server" || rec.Status != want {
+			t.Fatalf("server certificate %x: %v %+v, want %s", c.SerialNumber, err, rec, want)
+		}
+		if want == identity.StatusRevoked && rec.RevocationReason != identity.ReasonSuperseded {
+			t.Fatalf("replaced server certificate revoked for %s, want superseded", rec.RevocationReason)
 		}
 	}
 }

@@ -48,9 +48,17 @@ func (s *Server) ensureTLSCert(ctx context.Context) error {
 			chain = append(chain, c.Raw)
 		}
 	}
-	s.tlsCert.Store(&tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf})
+	old := s.tlsCert.Swap(&tls.Certificate{Certificate: chain, PrivateKey: key, Leaf: leaf})
 	renewAt := leaf.NotBefore.Add(leaf.NotAfter.Sub(leaf.NotBefore) * 2 / 3)
 	s.tlsNotAfter.Store(renewAt.Unix())
+	if old != nil && old.Leaf != nil {
+		// The replaced certificate's key is gone from memory: nothing should
+		// accept it any more.
+		serial := identity.SerialFromBig(old.Leaf.SerialNumber)
+		if _, err := s.ra.Revoke(ctx, ra.Caller{}, serial, identity.ReasonSuperseded); err != nil {
+			s.log.Warn("revoking the replaced server certificate", "serial", serial, "err", err)
+		}
+	}
 	return nil
 }
 
