@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -280,3 +281,18 @@ func allowedList(l []string) string {
 	}
 	return strings.Join(l[:show], ", ") + fmt.Sprintf(", and %d more", len(l)-show)
 }
+
+// Usages returns the key usage and extended key usages a certificate for a
+// key of keyType would get under this profile; ok is false if the profile
+// does not allow keyType. The RA lints a sample certificate of each shape
+// when a profile is applied.
+func (c *Compiled) Usages(keyType string) (ku x509.KeyUsage, eku []x509.ExtKeyUsage, ok bool) {
+	i := keyTypeIndex(keyType)
+	if i < 0 || c.keyTypes&(1<<i) == 0 {
+		return 0, nil, false
+	}
+	return c.keyUsage[i], slices.Clone(c.eku), true
+}
+
+// DefaultTTL returns the profile's default certificate lifetime.
+func (c *Compiled) DefaultTTL() time.Duration { return c.defaultTTL }

@@ -108,11 +108,15 @@ func (r *RA) applyProfiles(ctx context.Context, c Caller, doc *policy.Document) 
 	}
 	items := make([]item, 0, len(doc.Profiles))
 	for _, p := range doc.Profiles {
-		if _, err := policy.Compile(p); err != nil {
+		compiled, err := policy.Compile(p)
+		if err != nil {
 			return nil, fail.Wrap(fail.Malformed, fmt.Errorf("profile %q: %w", p.Name, err))
 		}
 		if _, err := r.ca.Issuer(p.Issuer); err != nil {
 			return nil, fail.New(fail.Malformed, "profile %q: issuer %q does not exist", p.Name, p.Issuer)
+		}
+		if err := r.lintProfile(compiled); err != nil {
+			return nil, err
 		}
 		b, err := json.Marshal(p)
 		if err != nil {
