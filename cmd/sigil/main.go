@@ -68,8 +68,14 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 		Version:       version,
 		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
-			if err := bindEnv(cmd); err != nil {
+			fromEnv, err := bindEnv(cmd)
+			if err != nil {
 				return err
+			}
+			if f := cmd.Flags().Lookup("config"); f != nil && f.Value.String() != "" {
+				if err := applyConfig(cmd, f.Value.String(), fromEnv); err != nil {
+					return err
+				}
 			}
 			// Checked before anything is sent: a bad format must not fail
 			// after a certificate was issued.
@@ -92,8 +98,9 @@ func newRoot() *cobra.Command {
 // become underscores): env < flags. Only the global flags and the server's
 // own flags are bound: a SIGIL_NAME or SIGIL_PROFILE meant for one command
 // must not silently change what another command does.
-func bindEnv(cmd *cobra.Command) error {
+func bindEnv(cmd *cobra.Command) (map[string]bool, error) {
 	var err error
+	fromEnv := map[string]bool{}
 	set := func(f *pflag.Flag) {
 		if err != nil || f.Changed {
 			return
@@ -103,13 +110,14 @@ func bindEnv(cmd *cobra.Command) error {
 			if serr := f.Value.Set(v); serr != nil {
 				err = fmt.Errorf("invalid %s=%q: %w", name, v, serr)
 			}
+			fromEnv[f.Name] = true
 		}
 	}
 	if cmd.Name() == "server" || cmd.Name() == "migrate" || cmd.CommandPath() == "sigil ca import" {
 		cmd.LocalFlags().VisitAll(set)
 	}
 	cmd.InheritedFlags().VisitAll(set)
-	return err
+	return fromEnv, err
 }
 
 func (g *globals) client() (*client.Client, error) {

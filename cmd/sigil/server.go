@@ -51,6 +51,7 @@ func newServerCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
+	f.String("config", "", "YAML file of flag values (keys are these flag names); flags and SIGIL_* variables win (env SIGIL_CONFIG)")
 	f.BoolVar(&cfg.Dev, "dev", false, "local zero-setup instance: creates the data directory and keeps the key-encryption key in it")
 	f.StringVar(&cfg.DataDir, "data", "", "data directory (default ./sigil-data with --dev, else /var/lib/sigil)")
 	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:8443", "HTTPS listen address (API)")
