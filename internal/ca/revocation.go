@@ -80,10 +80,13 @@ func (c *CA) MatchOCSPIssuer(req *ocsp.Request) (*Issuer, error) {
 
 // SignOCSP signs a response for one serial with the issuer's own key (no
 // delegated responder: one less key to protect).
-func (c *CA) SignOCSP(iss *Issuer, serial *big.Int, st OCSPStatus, now time.Time, validity time.Duration) ([]byte, error) {
+// certIDHash is the hash of the request's CertID: the response must use the
+// same one, or clients (OpenSSL) cannot match it to their request.
+func (c *CA) SignOCSP(iss *Issuer, serial *big.Int, certIDHash crypto.Hash, st OCSPStatus, now time.Time, validity time.Duration) ([]byte, error) {
 	tmpl := ocsp.Response{
 		Status:       st.Status,
 		SerialNumber: serial,
+		IssuerHash:   certIDHash,
 		ThisUpdate:   now.UTC().Truncate(time.Second),
 		NextUpdate:   now.UTC().Truncate(time.Second).Add(validity),
 	}

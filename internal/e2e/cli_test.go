@@ -145,3 +145,19 @@ func TestOCSPGet(t *testing.T) {
 		t.Fatalf("status %d for a serial never issued, want unknown", r.Status)
 	}
 }
+
+// TestOCSPCertIDHashes: openssl matches a response to its request by CertID,
+// hash algorithm included, so the responder answers in the request's hash.
+func TestOCSPCertIDHashes(t *testing.T) {
+	in := startServer(t, filepath.Join(t.TempDir(), "data"))
+	in.applyProfiles()
+	work := t.TempDir()
+	crt, chain := filepath.Join(work, "c.pem"), filepath.Join(work, "chain.pem")
+	in.mustCLI("cert", "issue", "--profile", "web", "--name", "hash.test", "--key-out", filepath.Join(work, "k.pem"), "--out", crt, "--chain", chain)
+	for _, h := range []string{"-sha1", "-sha256", "-sha384", "-sha512"} {
+		out, _ := openssl(t, "ocsp", h, "-issuer", chain, "-cert", crt, "-url", in.srv.PublicURL+"/ocsp", "-CAfile", filepath.Join(in.dir, "root.pem"))
+		if !strings.Contains(out, crt+": good") {
+			t.Errorf("openssl ocsp %s:\n%s", h, out)
+		}
+	}
+}

@@ -143,5 +143,5 @@ func (r *RA) OCSP(ctx context.Context, req *ocsp.Request) ([]byte, error) {
 	case rec.Status == identity.StatusRevoked:
 		st = ca.OCSPStatus{Status: ocsp.Revoked, RevokedAt: rec.RevokedAt, Reason: rec.RevocationReason}
 	}
-	return r.ca.SignOCSP(iss, req.SerialNumber, st, r.now(), r.OCSPValidity)
+	return r.ca.SignOCSP(iss, req.SerialNumber, req.HashAlgorithm, st, r.now(), r.OCSPValidity)
 }
