@@ -111,7 +111,7 @@ func (s *Server) answerOCSP(w http.ResponseWriter, r *http.Request, der []byte) 
 		writeOCSPError(w, ocsp.MalformedRequestErrorResponse)
 		return
 	}
-	resp, err := s.RA.OCSP(r.Context(), req)
+	resp, err := s.RA.OCSP(r.Context(), req, ca.OCSPNonce(der))
 	switch {
 	case errors.Is(err, ca.ErrOCSPNotOurs):
 		writeOCSPError(w, ocsp.UnauthorizedErrorResponse)

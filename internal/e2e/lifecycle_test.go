@@ -131,6 +131,8 @@ func TestLifecycle(t *testing.T) {
 	}
 	if out := ocsp(crt); !strings.Contains(out, crt+": good") || !strings.Contains(out, "Response verify OK") {
 		t.Fatalf("OCSP before revoke:\n%s", out)
+	} else if strings.Contains(out, "nonce") {
+		t.Fatalf("openssl's nonce is not echoed (RFC 8954):\n%s", out)
 	}
 	// An unknown serial: a certificate with a random serial that we never issued.
 	if out, err := openssl(t, "ocsp", "-issuer", intFile, "-serial", "0x"+new(big.Int).Lsh(big.NewInt(1), 100).Text(16), "-url", ocspURL, "-CAfile", rootPEM); !strings.Contains(out, ": unknown") {

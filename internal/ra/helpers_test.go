@@ -285,7 +285,7 @@ func ocspRequest(t testing.TB, iss *x509.Certificate, serial *big.Int) *ocsp.Req
 // ocspStatus asks the RA and returns the parsed, signature-checked answer.
 func (e *env) ocspStatus(iss *x509.Certificate, serial *big.Int) *ocsp.Response {
 	e.t.Helper()
-	der, err := e.ra.OCSP(e.ctx, ocspRequest(e.t, iss, serial))
+	der, err := e.ra.OCSP(e.ctx, ocspRequest(e.t, iss, serial), nil)
 	if err != nil {
 		e.t.Fatalf("OCSP: %v", err)
 	}

@@ -119,7 +119,8 @@ func (r *RA) CRL(ctx context.Context, issuerID string) (*store.CRL, error) {
 // OCSP answers a parsed OCSP request. Only certificates in the issued state
 // are good; planned and unknown serials are unknown; a serial that belongs
 // to another of our issuers is unknown too.
-func (r *RA) OCSP(ctx context.Context, req *ocsp.Request) ([]byte, error) {
+// A non-nil nonce (ca.OCSPNonce of the request) is echoed.
+func (r *RA) OCSP(ctx context.Context, req *ocsp.Request, nonce []byte) ([]byte, error) {
 	iss, err := r.ca.MatchOCSPIssuer(req)
 	if err != nil {
 		return nil, err
@@ -143,5 +144,5 @@ func (r *RA) OCSP(ctx context.Context, req *ocsp.Request) ([]byte, error) {
 	case rec.Status == identity.StatusRevoked:
 		st = ca.OCSPStatus{Status: ocsp.Revoked, RevokedAt: rec.RevokedAt, Reason: rec.RevocationReason}
 	}
-	return r.ca.SignOCSP(iss, req.SerialNumber, req.HashAlgorithm, st, r.now(), r.OCSPValidity)
+	return r.ca.SignOCSP(iss, req.SerialNumber, req.HashAlgorithm, st, r.now(), r.OCSPValidity, nonce)
 }

@@ -272,7 +272,7 @@ func TestCRLAndOCSP(t *testing.T) {
 	other := ocspRequest(t, e.inter.Cert, certs[3].Record.Serial.Big())
 	other.IssuerKeyHash = append([]byte(nil), other.IssuerKeyHash...)
 	other.IssuerKeyHash[0] ^= 0xff
-	if _, err := e.ra.OCSP(e.ctx, other); err == nil {
+	if _, err := e.ra.OCSP(e.ctx, other, nil); err == nil {
 		t.Error("OCSP answered for an issuer the CA does not hold")
 	}
 
