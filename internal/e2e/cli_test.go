@@ -161,3 +161,34 @@ func TestOCSPCertIDHashes(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchIssue: `sigil bench issue` drives real issuance and reports it;
+// every certificate it counts is in the store.
+func TestBenchIssue(t *testing.T) {
+	in := startServer(t, filepath.Join(t.TempDir(), "data"))
+	in.applyProfiles()
+	out := in.mustCLI("bench", "issue", "--profile", "web", "--count", "40", "--concurrency", "4", "--distinct-csrs", "3", "-o", "json")
+	var res struct {
+		Count      int     `json:"count"`
+		Errors     int     `json:"errors"`
+		PerSecond  float64 `json:"certificates_per_second"`
+		P50        float64 `json:"p50_ms"`
+		ServerCPU  float64 `json:"server_cpu_seconds"`
+		PerCoreSec float64 `json:"certificates_per_core_second"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("bench output: %v\n%s", err, out)
+	}
+	if res.Count != 40 || res.Errors != 0 || res.PerSecond <= 0 || res.P50 <= 0 || res.ServerCPU <= 0 || res.PerCoreSec <= 0 {
+		t.Fatalf("bench result %+v", res)
+	}
+	var list struct {
+		Count int `json:"count"`
+	}
+	if err := in.api.Do(context.Background(), "GET", "/api/v1/certificates?status=issued&profile=web", nil, &list); err != nil {
+		t.Fatal(err)
+	}
+	if list.Count != 40 {
+		t.Fatalf("%d issued certificates in the store after a bench of 40", list.Count)
+	}
+}
