@@ -45,23 +45,34 @@ func (t *txn) appendAudit(ctx context.Context, e *audit.Event) error {
 	if e == nil {
 		return errors.New("nil event")
 	}
+	return t.writeAfterHead(ctx, e, "append", func(headSeq int64, headHash string) error {
+		var prev *audit.Event
+		if headSeq > 0 {
+			prev = &audit.Event{Seq: headSeq, Hash: headHash}
+		}
+		e.Seal(prev)
+		return nil
+	})
+}
+
+// writeAfterHead locks the head, lets place fill in or check e against it,
+// inserts e and moves the head, all in one statement after the lock.
+func (t *txn) writeAfterHead(ctx context.Context, e *audit.Event, what string, place func(headSeq int64, headHash string) error) error {
 	var headSeq int64
 	var headHash string
 	if err := t.tx.QueryRow(ctx, lockHeadSQL).Scan(&headSeq, &headHash); err != nil {
 		return fmt.Errorf("locking head: %w", err)
 	}
-	var prev *audit.Event
-	if headSeq > 0 {
-		prev = &audit.Event{Seq: headSeq, Hash: headHash}
+	if err := place(headSeq, headHash); err != nil {
+		return err
 	}
-	e.Seal(prev)
 	tag, err := t.tx.Exec(ctx, appendAuditSQL,
-		e.Seq, e.Time, e.Actor, e.Action, e.Object, e.Result, e.Detail, e.PrevHash, e.Hash, headSeq)
+		e.Seq, e.Time.UTC(), e.Actor, e.Action, e.Object, e.Result, e.Detail, e.PrevHash, e.Hash, headSeq)
 	if err != nil {
 		return err
 	}
 	if tag.RowsAffected() != 1 {
-		return fmt.Errorf("head moved from event %d during append", headSeq)
+		return fmt.Errorf("head moved from event %d during %s", headSeq, what)
 	}
 	return nil
 }
@@ -76,23 +87,9 @@ func (t *txn) ImportAuditEvent(ctx context.Context, e *audit.Event) error {
 }
 
 func (t *txn) importAudit(ctx context.Context, e *audit.Event) error {
-	var headSeq int64
-	var headHash string
-	if err := t.tx.QueryRow(ctx, lockHeadSQL).Scan(&headSeq, &headHash); err != nil {
-		return fmt.Errorf("locking head: %w", err)
-	}
-	if err := store.CheckImportedEvent(e, headSeq, headHash); err != nil {
-		return err
-	}
-	tag, err := t.tx.Exec(ctx, appendAuditSQL,
-		e.Seq, e.Time.UTC(), e.Actor, e.Action, e.Object, e.Result, e.Detail, e.PrevHash, e.Hash, headSeq)
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() != 1 {
-		return fmt.Errorf("head moved from event %d during import", headSeq)
-	}
-	return nil
+	return t.writeAfterHead(ctx, e, "import", func(headSeq int64, headHash string) error {
+		return store.CheckImportedEvent(e, headSeq, headHash)
+	})
 }
 
 func scanEvent(row pgx.Row) (*audit.Event, error) {

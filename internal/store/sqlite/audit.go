@@ -35,16 +35,27 @@ func (t *txn) appendAudit(ctx context.Context, e *audit.Event) error {
 	if e == nil {
 		return errors.New("nil event")
 	}
-	var prev *audit.Event
+	return t.writeAfterHead(ctx, e, "append", func(headSeq int64, headHash string) error {
+		var prev *audit.Event
+		if headSeq > 0 {
+			prev = &audit.Event{Seq: headSeq, Hash: headHash}
+		}
+		e.Seal(prev)
+		return nil
+	})
+}
+
+// writeAfterHead reads the head, lets place fill in or check e against it,
+// inserts e and moves the head (only if it is still where it was read).
+func (t *txn) writeAfterHead(ctx context.Context, e *audit.Event, what string, place func(headSeq int64, headHash string) error) error {
 	var headSeq int64
 	var headHash string
 	if err := t.stmt(ctx, t.s.stmts.auditHead).QueryRowContext(ctx).Scan(&headSeq, &headHash); err != nil {
 		return fmt.Errorf("reading head: %w", err)
 	}
-	if headSeq > 0 {
-		prev = &audit.Event{Seq: headSeq, Hash: headHash}
+	if err := place(headSeq, headHash); err != nil {
+		return err
 	}
-	e.Seal(prev)
 	if _, err := t.stmt(ctx, t.s.stmts.insertAudit).ExecContext(ctx,
 		e.Seq, e.Time.UnixMicro(), e.Actor, e.Action, e.Object, e.Result, e.Detail, e.PrevHash, e.Hash); err != nil {
 		return err
@@ -54,7 +65,7 @@ func (t *txn) appendAudit(ctx context.Context, e *audit.Event) error {
 		return fmt.Errorf("moving head: %w", err)
 	}
 	if n != 1 {
-		return fmt.Errorf("head moved from event %d during append", headSeq)
+		return fmt.Errorf("head moved from event %d during %s", headSeq, what)
 	}
 	return nil
 }
@@ -69,26 +80,9 @@ func (t *txn) ImportAuditEvent(ctx context.Context, e *audit.Event) error {
 }
 
 func (t *txn) importAudit(ctx context.Context, e *audit.Event) error {
-	var headSeq int64
-	var headHash string
-	if err := t.stmt(ctx, t.s.stmts.auditHead).QueryRowContext(ctx).Scan(&headSeq, &headHash); err != nil {
-		return fmt.Errorf("reading head: %w", err)
-	}
-	if err := store.CheckImportedEvent(e, headSeq, headHash); err != nil {
-		return err
-	}
-	if _, err := t.stmt(ctx, t.s.stmts.insertAudit).ExecContext(ctx,
-		e.Seq, e.Time.UnixMicro(), e.Actor, e.Action, e.Object, e.Result, e.Detail, e.PrevHash, e.Hash); err != nil {
-		return err
-	}
-	n, err := affected(t.stmt(ctx, t.s.stmts.setHead).ExecContext(ctx, e.Seq, e.Hash, headSeq))
-	if err != nil {
-		return fmt.Errorf("moving head: %w", err)
-	}
-	if n != 1 {
-		return fmt.Errorf("head moved from event %d during import", headSeq)
-	}
-	return nil
+	return t.writeAfterHead(ctx, e, "import", func(headSeq int64, headHash string) error {
+		return store.CheckImportedEvent(e, headSeq, headHash)
+	})
 }
 
 func scanEvent(sc scanner) (*audit.Event, error) {
