@@ -90,7 +90,18 @@ func newRoot() *cobra.Command {
 	pf.StringVar(&g.token, "token", "", "API token (env SIGIL_TOKEN)")
 	pf.StringVar(&g.root, "root", "", "root CA certificate (PEM) to trust for the server (env SIGIL_ROOT)")
 	pf.StringVarP(&g.output, "output", "o", "table", "output format: table or json (env SIGIL_OUTPUT)")
-	root.AddCommand(newServerCmd(), newCertCmd(g), newProfileCmd(g), newTokenCmd(g), newAuditCmd(g), newCACmd(g), newBenchCmd(g), newMigrateCmd(), newStoreCmd())
+	// One command per line: each domain adds its own.
+	root.AddCommand(
+		newServerCmd(),
+		newCertCmd(g),
+		newProfileCmd(g),
+		newTokenCmd(g),
+		newAuditCmd(g),
+		newCACmd(g),
+		newBenchCmd(g),
+		newMigrateCmd(),
+		newStoreCmd(),
+	)
 	return root
 }
 

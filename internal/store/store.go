@@ -38,6 +38,12 @@ type Store interface {
 
 // Tx is the write side of a transaction.
 type Tx interface {
+	// Each domain's writes are declared in its own file (agents.go, …).
+	AgentTx
+	InventoryTx
+	ACMETx
+	AssessTx
+
 	// AppendAudit seals e (assigning Seq, PrevHash, Hash via e.Seal) after the
 	// current head of the chain and inserts it. Errors are wrapped with
 	// audit.ErrUnavailable.
@@ -84,6 +90,11 @@ type Tx interface {
 
 // Reader is the read side, usable outside transactions.
 type Reader interface {
+	AgentReader
+	InventoryReader
+	ACMEReader
+	AssessReader
+
 	// GetCertificate returns ErrNotFound for an unknown serial.
 	GetCertificate(ctx context.Context, serial identity.Serial) (*identity.Certificate, error)
 	// ListCertificates returns records ordered by CreatedAt descending, then serial.
