@@ -20,14 +20,12 @@ const (
 	// holder commits or rolls back, and under READ COMMITTED then reads the
 	// head the holder committed. The lock lasts until the end of the
 	// transaction, so callers should append their audit event last.
-	lockHeadSQL = auditHeadSQL + " FOR UPDATE"
-	// One statement (one round trip) inserts the event and moves the head.
-	// The seq guard turns a head that moved under us into an error instead
-	// of a fork; it cannot happen while the row lock is held.
-	appendAuditSQL = `WITH ins AS (
-		INSERT INTO audit_events (seq, "time", actor, action, object, result, detail, prev_hash, hash)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9))
-		UPDATE audit_head SET seq = $1, hash = $9 WHERE id = 1 AND seq = $10`
+	lockHeadSQL    = auditHeadSQL + " FOR UPDATE"
+	insertAuditSQL = `INSERT INTO audit_events (seq, "time", actor, action, object, result, detail, prev_hash, hash)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`
+	// The group moves the head once, just before COMMIT (group.finish): one
+	// UPDATE per transaction rather than a new row version per event.
+	setHeadSQL = "UPDATE audit_head SET seq = $1, hash = $2 WHERE id = 1"
 )
 
 const auditColumns = `seq, "time", actor, action, object, result, detail, prev_hash, hash`
@@ -55,25 +53,18 @@ func (t *txn) appendAudit(ctx context.Context, e *audit.Event) error {
 	})
 }
 
-// writeAfterHead locks the head, lets place fill in or check e against it,
-// inserts e and moves the head, all in one statement after the lock.
+// writeAfterHead lets place fill in or check e against the head (locked by
+// the group's transaction, see Store.begin) and inserts e; the group records
+// the new head, which it writes before committing.
 func (t *txn) writeAfterHead(ctx context.Context, e *audit.Event, what string, place func(headSeq int64, headHash string) error) error {
-	var headSeq int64
-	var headHash string
-	if err := t.tx.QueryRow(ctx, lockHeadSQL).Scan(&headSeq, &headHash); err != nil {
-		return fmt.Errorf("locking head: %w", err)
-	}
-	if err := place(headSeq, headHash); err != nil {
+	if err := place(t.g.headSeq, t.g.headHash); err != nil {
 		return err
 	}
-	tag, err := t.tx.Exec(ctx, appendAuditSQL,
-		e.Seq, e.Time.UTC(), e.Actor, e.Action, e.Object, e.Result, e.Detail, e.PrevHash, e.Hash, headSeq)
-	if err != nil {
-		return err
+	if _, err := t.tx.Exec(ctx, insertAuditSQL,
+		e.Seq, e.Time.UTC(), e.Actor, e.Action, e.Object, e.Result, e.Detail, e.PrevHash, e.Hash); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
-	if tag.RowsAffected() != 1 {
-		return fmt.Errorf("head moved from event %d during %s", headSeq, what)
-	}
+	t.g.headSeq, t.g.headHash = e.Seq, e.Hash
 	return nil
 }
 
