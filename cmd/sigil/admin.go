@@ -245,7 +245,7 @@ func newAuditCmd(g *globals) *cobra.Command {
 	lf.StringVar(&since, "since", "", "from this time (RFC 3339) or this long ago (24h, 7d)")
 	lf.StringVar(&until, "until", "", "up to this time (RFC 3339) or this long ago")
 	lf.IntVar(&limit, "limit", 0, "at most this many events (default 1000)")
-	cmd.AddCommand(verify, list)
+	cmd.AddCommand(verify, list, newAuditExportCmd(g))
 	return cmd
 }
 

@@ -47,11 +47,20 @@ func exitCode(err error) int {
 	var ce *client.Error
 	var ue *url.Error // the HTTP client's errors: the server could not be reached
 	switch {
+	case errors.Is(err, errThreshold):
+		return exitThreshold
 	case errors.As(err, &ce), errors.As(err, &ue), errors.Is(err, errRemote):
 		return exitRemote
 	}
 	return exitLocal
 }
+
+// errThreshold marks a check that found results at or above the caller's
+// threshold (sigil findings list --fail-on): exit code 3, for CI gates.
+var errThreshold = errors.New("threshold reached")
+
+// exitThreshold is the exit code of errThreshold.
+const exitThreshold = 3
 
 // errRemote marks failures that the server reported in a 2xx answer (e.g. a
 // broken audit chain).
@@ -101,6 +110,14 @@ func newRoot() *cobra.Command {
 		newBenchCmd(g),
 		newMigrateCmd(),
 		newStoreCmd(),
+		newScanCmd(g),
+		newInventoryCmd(g),
+		newACMECmd(g),
+		newAgentCmd(g),
+		newJoinTokenCmd(g),
+		newFindingsCmd(g),
+		newReportCmd(g),
+		newNotifyCmd(g),
 	)
 	return root
 }

@@ -64,7 +64,15 @@ func newServerCmd() *cobra.Command {
 	f.StringSliceVar(&cfg.TLSNames, "tls-name", nil, "extra DNS name or IP for the server's own TLS certificate (repeatable)")
 	f.StringVar(&cfg.PprofListen, "pprof-listen", "", "serve Go profiling (net/http/pprof) on this address, e.g. 127.0.0.1:6060; off by default")
 	f.DurationVar(&cfg.BackgroundInterval, "background-interval", time.Minute, "how often the background-job leader refreshes CRLs and each server checks its TLS certificate")
+	f.StringSliceVar(&cfg.ACME.Resolve, "acme-resolve", nil, "ACME validation: resolve NAME to IP instead of DNS, NAME=IP (repeatable; labs and tests)")
+	f.StringVar(&cfg.ACME.DNSResolver, "acme-dns-resolver", "", "ACME validation: DNS server (host[:port]) for lookups and dns-01 (default: the system resolver)")
+	f.IntVar(&cfg.ACME.HTTPPort, "acme-http-port", 80, "ACME validation: port of http-01 requests")
+	f.IntVar(&cfg.ACME.TLSPort, "acme-tls-port", 443, "ACME validation: port of tls-alpn-01 connections")
+	f.IntVar(&cfg.ACME.OrdersPerAccount, "acme-orders-per-account", 1000, "ACME rate limit: new orders per account per --acme-rate-window (0: none)")
+	f.IntVar(&cfg.ACME.OrdersPerName, "acme-orders-per-name", 100, "ACME rate limit: new orders per DNS name per --acme-rate-window (0: none)")
+	f.DurationVar(&cfg.ACME.RateWindow, "acme-rate-window", time.Hour, "ACME rate limit window")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	addMonitorFlags(f, &cfg.Monitor) // monitor.go
 	return cmd
 }
 

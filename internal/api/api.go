@@ -60,7 +60,7 @@ func (s *Server) tokens() *auth.TokenCache {
 func (s *Server) leader() bool { return s.Leader != nil && s.Leader() }
 
 func (s *Server) metrics() *metrics {
-	s.metricsOnce.Do(func() { s.m = newMetrics(s.leader) })
+	s.metricsOnce.Do(func() { s.m = newMetrics(s.leader, s.storeReader(), s.Now) })
 	return s.m
 }
 
@@ -94,6 +94,10 @@ func (s *Server) APIHandler() http.Handler {
 	a("GET /api/v1/audit", s.listAudit)
 	a("GET /api/v1/audit/verify", s.verifyAudit)
 	a("GET /api/v1/ca", s.listIssuers)
+	s.agentRoutes(a, mux.HandleFunc)
+	s.assessRoutes(a)
+	s.acmeRoutes(a)
+	s.inventoryRoutes(a)
 	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, s.Log, fail.New(fail.NotFound, "no API endpoint %s %s", r.Method, r.URL.Path))
 	})

@@ -46,8 +46,8 @@ func (s *Server) view(c *identity.Certificate, withPEM bool) CertView {
 
 func (s *Server) issueCert(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	defer func() { s.metrics().duration.Observe(time.Since(start).Seconds()) }()
 	var req IssueRequest
+	defer func() { s.metrics().observeIssue(req.Profile, time.Since(start)) }()
 	if err := decodeJSON(w, r, maxJSONBody, &req); err != nil {
 		s.refuse(w, r, auth.CertIssue, "", err)
 		return

@@ -100,8 +100,8 @@ const (
 )
 
 var grants = map[identity.Role]map[Action]bool{
-	identity.RoleOperator: {CertIssue: true, CertRevoke: true, CertRead: true, ProfileRead: true, CARead: true},
-	identity.RoleAuditor:  {CertRead: true, ProfileRead: true, TokenRead: true, AuditRead: true, CARead: true},
+	identity.RoleOperator: {CertIssue: true, CertRevoke: true, CertRead: true, ProfileRead: true, CARead: true, FindingsRead: true},
+	identity.RoleAuditor:  {CertRead: true, ProfileRead: true, TokenRead: true, AuditRead: true, CARead: true, FindingsRead: true, NotifyRead: true},
 }
 
 // Allowed reports whether a role may perform an action. Admin may do anything.

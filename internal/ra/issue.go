@@ -28,6 +28,12 @@ type IssueRequest struct {
 	TTL     time.Duration
 	Owner   string
 	Labels  map[string]string
+	// inTx, if set, runs in the transaction that marks the certificate
+	// issued (agent.go: consuming a join token with the issuance it buys).
+	inTx func(ctx context.Context, tx store.Tx, rec *identity.Certificate) error
+	// parsed, if set, is CSR already parsed and checked by the caller
+	// (agent.go), sparing a second signature check.
+	parsed *ca.CSR
 }
 
 // Issued is a recorded, audited certificate, ready to return.
@@ -64,9 +70,11 @@ func (r *RA) issue(ctx context.Context, c Caller, req IssueRequest) (*Issued, er
 	if err != nil {
 		return nil, err
 	}
-	csr, err := ca.ParseCSR(req.CSR)
-	if err != nil {
-		return nil, fail.Wrap(fail.Malformed, err)
+	csr := req.parsed
+	if csr == nil {
+		if csr, err = ca.ParseCSR(req.CSR); err != nil {
+			return nil, fail.Wrap(fail.Malformed, err)
+		}
 	}
 	cr := csr.Request
 	preq := &policy.Request{
@@ -107,13 +115,14 @@ func (r *RA) issue(ctx context.Context, c Caller, req IssueRequest) (*Issued, er
 		KeyUsage:    dec.KeyUsage,
 		ExtKeyUsage: dec.ExtKeyUsage,
 	}
-	meta := recordMeta{profile: req.Profile, issuer: prof.Profile().Issuer, owner: req.Owner, labels: req.Labels, keyType: csr.KeyType}
+	meta := recordMeta{profile: req.Profile, issuer: prof.Profile().Issuer, owner: req.Owner, labels: req.Labels, keyType: csr.KeyType, inTx: req.inTx}
 	return r.signAndRecord(ctx, c, leaf, meta)
 }
 
 type recordMeta struct {
 	profile, issuer, owner, keyType string
 	labels                          map[string]string
+	inTx                            func(ctx context.Context, tx store.Tx, rec *identity.Certificate) error
 }
 
 // signAndRecord runs the crash-safe part of issuance for a request that has
@@ -172,6 +181,11 @@ func (r *RA) signAndRecord(ctx context.Context, c Caller, leaf *ca.LeafRequest, 
 	if err := r.store.Update(ctx, func(ctx context.Context, tx store.Tx) error {
 		if err := tx.MarkIssued(ctx, rec.Serial, der, rec.Fingerprint, rec.IssuedAt); err != nil {
 			return err
+		}
+		if m.inTx != nil {
+			if err := m.inTx(ctx, tx, rec); err != nil {
+				return err
+			}
 		}
 		return tx.AppendAudit(ctx, ev)
 	}); err != nil {

@@ -35,6 +35,8 @@ type RA struct {
 	// OCSPValidity is the NextUpdate horizon of OCSP responses. Responses are
 	// signed on demand, so a revocation shows at once.
 	OCSPValidity time.Duration
+
+	monitor monitorHooks // audit-sink gate and webhook secret sealing (monitor.go)
 }
 
 // New returns an RA. now is injected so tests can fix the clock.
@@ -63,9 +65,16 @@ const System = "system"
 type Caller struct {
 	Token     *identity.Token
 	Anonymous bool // an unauthenticated request, only ever audited
+	// Protocol names a caller authenticated by a protocol of its own (an
+	// ACME account: "acme:<profile>/<id>"); it has no role and reaches only
+	// the RA methods of that protocol, which check it themselves.
+	Protocol string
 }
 
 func (c Caller) name() string {
+	if c.Protocol != "" {
+		return c.Protocol
+	}
 	if c.Anonymous {
 		return "anonymous"
 	}
@@ -76,7 +85,7 @@ func (c Caller) name() string {
 }
 
 func (c Caller) role() identity.Role {
-	if c.Anonymous {
+	if c.Anonymous || c.Protocol != "" {
 		return ""
 	}
 	if c.Token == nil {
@@ -89,7 +98,7 @@ func (c Caller) role() identity.Role {
 // does not allow.
 func (r *RA) authorize(ctx context.Context, c Caller, a auth.Action, object string) error {
 	if auth.Allowed(c.role(), a) {
-		return nil
+		return r.gateWrite(ctx, c, a, object)
 	}
 	err := fail.New(fail.Forbidden, "role %q may not %s", c.role(), a)
 	return r.refused(ctx, c, string(a), object, err)

@@ -23,6 +23,11 @@ func (r *RA) Revoke(ctx context.Context, c Caller, serial identity.Serial, reaso
 	if err := r.authorize(ctx, c, auth.CertRevoke, string(serial)); err != nil {
 		return nil, err
 	}
+	return r.revoke(ctx, c, serial, reason)
+}
+
+// revoke is Revoke for a caller already authorised.
+func (r *RA) revoke(ctx context.Context, c Caller, serial identity.Serial, reason identity.RevocationReason) (*identity.Certificate, error) {
 	rec, err := r.store.GetCertificate(ctx, serial)
 	if err != nil {
 		return nil, r.refused(ctx, c, string(auth.CertRevoke), string(serial), storeErr(err, "certificate "+serial.OpenSSL()))

@@ -21,6 +21,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/sigil-pki/sigil/internal/acme"
 	"github.com/sigil-pki/sigil/internal/api"
 	"github.com/sigil-pki/sigil/internal/ca"
 	"github.com/sigil-pki/sigil/internal/identity"
@@ -57,6 +58,10 @@ type Config struct {
 	// cluster-wide jobs (CRL refresh) and every server checks its TLS
 	// certificate; default 1m.
 	BackgroundInterval time.Duration
+	// Monitor configures findings, webhooks and audit sinks (monitor.go).
+	Monitor MonitorConfig
+	// ACME: the /acme/ directories' validation network and limits (acme.go).
+	ACME ACMEConfig
 
 	Log *slog.Logger
 	Out io.Writer // where the start-up banner goes
@@ -73,6 +78,8 @@ type Server struct {
 	tlsCert       atomic.Pointer[tls.Certificate]
 	tlsNotAfter   atomic.Int64 // unix time at which to renew (not the certificate's NotAfter)
 	leader        atomic.Bool  // holds the background-job lease (tasks.go)
+	monitor       *monitor     // findings, webhooks, audit sinks (monitor.go)
+	acme          *acme.Server // serves /acme/ on the HTTPS listener (acme.go)
 
 	// APIURL and PublicURL are where the listeners ended up (useful with port 0).
 	APIURL, PublicURL string
@@ -187,6 +194,12 @@ func New(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 	s.ra = ra.New(s.store, authority, s.log, time.Now)
+	if err := s.setupMonitor(kek); err != nil {
+		return nil, err
+	}
+	if err := s.setupACME(kek); err != nil {
+		return nil, err
+	}
 	if err := ensureAdminToken(ctx, cfg.DataDir, s.store, s.ra); err != nil {
 		return nil, err
 	}
@@ -210,13 +223,17 @@ func (s *Server) Store() store.Store { return s.store }
 // Run serves until ctx is cancelled, then shuts down gracefully.
 func (s *Server) Run(ctx context.Context) error {
 	a := &api.Server{RA: s.ra, Log: s.log, Now: time.Now, Ready: s.store.Ping, Leader: s.leader.Load}
+	s.registerMonitorMetrics(a)
 	tlsCfg := &tls.Config{
 		MinVersion: tls.VersionTLS12,
+		// Agents authenticate renewals with their certificate; the RA
+		// verifies it (internal/ra/agent.go), so the handshake only asks.
+		ClientAuth: tls.RequestClientCert,
 		GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return s.tlsCert.Load(), nil
 		},
 	}
-	apiSrv := &http.Server{Handler: a.APIHandler(), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+	apiSrv := &http.Server{Handler: s.withACME(a.APIHandler()), TLSConfig: tlsCfg, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second, ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 	pubSrv := &http.Server{Handler: a.PublicHandler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, IdleTimeout: 120 * time.Second}
 	errc := make(chan error, 4)
 	if s.cfg.PprofListen != "" {

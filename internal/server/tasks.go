@@ -90,6 +90,9 @@ func (s *Server) runJobs(ctx context.Context, lost <-chan struct{}) {
 			}
 		}()
 	}
+	monDone := make(chan struct{})
+	go func() { defer close(monDone); s.runMonitor(jctx) }() // monitor.go: findings, webhooks, audit sinks
+	defer func() { cancel(); <-monDone }()
 	t := time.NewTicker(s.backgroundInterval())
 	defer t.Stop()
 	for {
@@ -104,6 +107,7 @@ func (s *Server) runJobs(ctx context.Context, lost <-chan struct{}) {
 
 // runClusterJobs is one round of the jobs only one server should run.
 func (s *Server) runClusterJobs(ctx context.Context) {
+	s.runScheduledScans(ctx) // scans.go: starts due scans in the background
 	for _, iss := range s.ra.CA().Issuers() {
 		if ctx.Err() != nil {
 			return

@@ -64,6 +64,8 @@ type Store struct {
 
 	gmu   sync.Mutex // guards group and serialises use of its transaction
 	group *group     // the transaction concurrent Updates are joining, if any
+
+	acmeStmts sync.Map // query → *sql.Stmt for the ACME hot path (acme.go)
 }
 
 var _ store.Store = (*Store)(nil)

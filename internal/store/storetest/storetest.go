@@ -44,6 +44,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Audit", auditTests},
 		{"Transactions", txTests},
 		{"Import", importTests},
+		{"ACME", acmeTests},
+		{"Inventory", inventoryTests},
+		{"Agents", agentTests},
+		{"Assess", assessTests},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -1,0 +1,275 @@
+package assess
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/sigil-pki/sigil/internal/identity"
+	"github.com/sigil-pki/sigil/internal/store"
+)
+
+// context of a full run that an incremental run reuses: which certificates
+// were superseded, how many live certificates share each key, which keys
+// have a certificate, whether discovery has data.
+type runContext struct {
+	managedDN  map[string]bool // issuer DNs of Sigil issuers and trust anchors
+	superseded map[string]time.Time
+	certsByKey map[string]int // live certificates per SPKI (Sigil and discovered)
+	keyLocs    map[string]int // private-key locations per SPKI
+	certKeys   map[string]bool
+	invActive  bool
+}
+
+func (e *Engine) load(ctx context.Context, now time.Time, only []string) (map[string]*Facts, error) {
+	if only != nil && e.last != nil {
+		return e.loadSome(ctx, now, only)
+	}
+	rc := &runContext{managedDN: map[string]bool{}, superseded: map[string]time.Time{}, certsByKey: map[string]int{}, keyLocs: map[string]int{}, certKeys: map[string]bool{}}
+	if err := e.loadIssuers(ctx, rc); err != nil {
+		return nil, err
+	}
+	facts := map[string]*Facts{}
+	certs, err := e.Store.ListCertificates(ctx, store.CertFilter{})
+	if err != nil {
+		return nil, fmt.Errorf("reading certificates: %w", err)
+	}
+	groups := map[string][]*identity.Certificate{}
+	for _, c := range certs {
+		if c.Status == identity.StatusPlanned || len(c.DER) == 0 {
+			continue
+		}
+		groups[nameKey(c)] = append(groups[nameKey(c)], c)
+	}
+	for _, g := range groups {
+		slices.SortFunc(g, func(a, b *identity.Certificate) int { return a.IssuedAt.Compare(b.IssuedAt) })
+		for i := 0; i+1 < len(g); i++ {
+			rc.superseded[string(g[i].Serial)] = g[i+1].IssuedAt
+		}
+	}
+	for _, c := range certs {
+		if c.Status == identity.StatusPlanned || len(c.DER) == 0 {
+			continue
+		}
+		f, err := e.sigilFacts(c, rc)
+		if err != nil {
+			e.Log.Warn("assess: skipping an unparsable certificate", "serial", c.Serial, "err", err)
+			continue
+		}
+		facts[f.Fingerprint] = f
+		rc.certKeys[f.SPKI] = true
+		if live(f, now) {
+			rc.certsByKey[f.SPKI]++
+		}
+	}
+	// The inventory, page by page.
+	after := ""
+	for {
+		ids, err := e.Store.ListInventory(ctx, store.InventoryFilter{After: after, Limit: pageSize})
+		if err != nil {
+			return nil, fmt.Errorf("reading the inventory: %w", err)
+		}
+		if len(ids) == 0 {
+			break
+		}
+		after = ids[len(ids)-1].Fingerprint
+		if err := e.mergeInventory(ctx, now, rc, facts, ids, true); err != nil {
+			return nil, err
+		}
+		if len(ids) < pageSize {
+			break
+		}
+	}
+	reuse, err := e.Store.ListKeyReuse(ctx, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reading key reuse: %w", err)
+	}
+	for _, r := range reuse {
+		rc.keyLocs[r.SPKISHA256] = r.KeyLocations
+	}
+	for _, f := range facts {
+		e.finish(f, rc)
+	}
+	e.last = rc
+	return facts, nil
+}
+
+// loadSome builds the facts of a few identities, with the context of the
+// last full run.
+func (e *Engine) loadSome(ctx context.Context, now time.Time, only []string) (map[string]*Facts, error) {
+	rc := e.last
+	facts := map[string]*Facts{}
+	serials, err := e.Store.IssuedSerialsBySHA256(ctx, only)
+	if err != nil {
+		return nil, err
+	}
+	for _, serial := range serials {
+		c, err := e.Store.GetCertificate(ctx, identity.Serial(serial))
+		if err != nil {
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			return nil, err
+		}
+		if len(c.DER) == 0 {
+			continue
+		}
+		if f, err := e.sigilFacts(c, rc); err == nil {
+			facts[f.Fingerprint] = f
+		}
+	}
+	var ids []*store.InventoryIdentity
+	for _, fp := range only {
+		id, err := e.Store.GetInventoryIdentity(ctx, fp)
+		if errors.Is(err, store.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		ids = append(ids, id)
+	}
+	if err := e.mergeInventory(ctx, now, rc, facts, ids, false); err != nil {
+		return nil, err
+	}
+	for _, f := range facts {
+		e.finish(f, rc)
+	}
+	return facts, nil
+}
+
+func (e *Engine) loadIssuers(ctx context.Context, rc *runContext) error {
+	iss, err := e.Store.ListIssuers(ctx)
+	if err != nil {
+		return fmt.Errorf("reading issuers: %w", err)
+	}
+	for _, i := range iss {
+		if c, err := x509.ParseCertificate(i.CertDER); err == nil {
+			rc.managedDN[c.Subject.String()] = true
+		}
+	}
+	for _, c := range e.TrustAnchors {
+		rc.managedDN[c.Subject.String()] = true
+	}
+	return nil
+}
+
+func (e *Engine) sigilFacts(c *identity.Certificate, rc *runContext) (*Facts, error) {
+	x, err := x509.ParseCertificate(c.DER)
+	if err != nil {
+		return nil, err
+	}
+	f := &Facts{Fingerprint: identity.Fingerprint(c.DER), Source: "issued", Serial: string(c.Serial), Owner: c.Owner,
+		SPKI: c.SPKIFingerprint, IssuedAt: c.IssuedAt}
+	FromCertificate(f, x)
+	f.IssuerManaged = true
+	if c.Status == identity.StatusRevoked {
+		f.Revoked, f.RevokedAt = true, c.RevokedAt
+	}
+	f.SupersededAt = rc.superseded[string(c.Serial)]
+	if renewalManaged(c.Requester) {
+		f.RenewalManaged, f.RenewAt = true, renewAt(c.NotBefore, c.NotAfter)
+	}
+	return f, nil
+}
+
+// mergeInventory adds inventory identities (and their locations) to facts,
+// merging those Sigil issued with their certificate's facts.
+func (e *Engine) mergeInventory(ctx context.Context, now time.Time, rc *runContext, facts map[string]*Facts, ids []*store.InventoryIdentity, full bool) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	fps := make([]string, len(ids))
+	for i, id := range ids {
+		fps[i] = id.Fingerprint
+	}
+	locs, err := e.Store.ListInventoryLocations(ctx, fps...)
+	if err != nil {
+		return fmt.Errorf("reading inventory locations: %w", err)
+	}
+	byFP := map[string][]Location{}
+	for _, l := range locs {
+		byFP[l.Fingerprint] = append(byFP[l.Fingerprint], Location{Kind: string(l.Kind), Host: l.Host, Port: l.Port, Path: l.Path, SNI: l.SNI,
+			FirstSeen: l.FirstSeen, LastSeen: l.LastSeen, FileMode: l.FileMode, Detail: l.Detail})
+	}
+	if len(locs) > 0 && full {
+		rc.invActive = true
+	}
+	for _, id := range ids {
+		f := facts[id.Fingerprint]
+		if f == nil {
+			f = e.inventoryFacts(id, rc)
+			facts[id.Fingerprint] = f
+			if f.Kind == "x509" && f.SPKI != "" {
+				rc.certKeys[f.SPKI] = true
+				if full && f.Source != "issued" && live(f, now) {
+					rc.certsByKey[f.SPKI]++
+				}
+			}
+		}
+		if f.Owner == "" {
+			f.Owner = id.Owner
+		}
+		f.Locations = append(f.Locations, byFP[id.Fingerprint]...)
+	}
+	return nil
+}
+
+func (e *Engine) inventoryFacts(id *store.InventoryIdentity, rc *runContext) *Facts {
+	f := &Facts{Fingerprint: id.Fingerprint, Kind: string(id.Kind), Source: string(id.Source), Serial: id.IssuedSerial, Owner: id.Owner, SPKI: id.SPKISHA256}
+	if id.Kind == store.KindX509 && len(id.DER) > 0 {
+		if x, err := x509.ParseCertificate(id.DER); err == nil {
+			FromCertificate(f, x)
+			if e.Lint != nil && !x.IsCA {
+				f.LintErrors = e.lint(id.Fingerprint, id.DER)
+			}
+		}
+	}
+	if f.Subject == "" { // no DER, or unparsable: what the inventory recorded
+		f.Subject, f.Issuer, f.NotBefore, f.NotAfter, f.IsCA, f.SignatureAlg = id.Subject, id.Issuer, id.NotBefore, id.NotAfter, id.IsCA, id.SignatureAlg
+		f.KeyAlgorithm, f.KeySize = id.KeyAlgorithm, id.KeySize
+		for _, s := range id.SANs {
+			if net.ParseIP(s) != nil {
+				f.IPs = append(f.IPs, s)
+			} else if !strings.ContainsAny(s, ":@") {
+				f.DNSNames = append(f.DNSNames, s)
+			}
+		}
+		f.ServerAuth = id.Kind == store.KindX509 && !id.IsCA && len(f.DNSNames) > 0
+	}
+	if f.Source == "issued" || id.IssuedSerial != "" {
+		f.Source, f.IssuerManaged = "issued", true
+	}
+	f.IssuerManaged = f.IssuerManaged || rc.managedDN[f.Issuer]
+	return f
+}
+
+// finish fills the facts that need the whole run's context.
+func (e *Engine) finish(f *Facts, rc *runContext) {
+	if f.SPKI != "" {
+		if n := rc.certsByKey[f.SPKI]; n > 1 && f.Kind == "x509" {
+			f.OtherCertsWithKey = n - 1
+		}
+		f.KeyLocations = rc.keyLocs[f.SPKI]
+		f.HasCertificate = rc.certKeys[f.SPKI]
+		f.Blocklisted = e.Blocklist[f.SPKI]
+	}
+	f.InventoryActive = rc.invActive
+}
+
+func (e *Engine) lint(fp string, der []byte) []string {
+	if e.lintCache == nil {
+		e.lintCache = map[string][]string{}
+	}
+	if r, ok := e.lintCache[fp]; ok {
+		return r
+	}
+	r := e.Lint(der)
+	e.lintCache[fp] = r
+	return r
+}

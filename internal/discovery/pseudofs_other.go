@@ -1,0 +1,5 @@
+//go:build !linux
+
+package discovery
+
+func pseudoFS(string) bool { return false }

@@ -1,0 +1,247 @@
+package ra_test
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sigil-pki/sigil/internal/fail"
+	"github.com/sigil-pki/sigil/internal/identity"
+	"github.com/sigil-pki/sigil/internal/ra"
+	"github.com/sigil-pki/sigil/internal/store"
+)
+
+func csrFor(t testing.TB, key crypto.Signer, dns ...string) []byte {
+	t.Helper()
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: dns[0]}, DNSNames: dns}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})
+}
+
+func (e *env) joinToken(names ...string) string {
+	e.t.Helper()
+	plain, _, err := e.ra.CreateJoinToken(e.ctx, ra.Caller{}, ra.JoinTokenRequest{Profile: "web", Names: names})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return plain
+}
+
+// enroll enrols a machine and returns its certificate chain as a TLS peer
+// would present it, and its key.
+func (e *env) enroll(name string) ([]*x509.Certificate, crypto.Signer) {
+	e.t.Helper()
+	key := mustKey(e.t)
+	out, _, err := e.ra.Enroll(e.ctx, ra.EnrollRequest{JoinToken: e.joinToken(name), CSR: csrFor(e.t, key, name)})
+	if err != nil {
+		e.t.Fatalf("Enroll %s: %v", name, err)
+	}
+	return []*x509.Certificate{parseCert(e.t, out.CertPEM)}, key
+}
+
+func (e *env) agentCerts(machine string) (issued []*identity.Certificate) {
+	for _, st := range []identity.CertStatus{identity.StatusIssued, identity.StatusRevoked} {
+		for _, c := range e.certs(st) {
+			if c.Labels[ra.AgentLabel] == machine {
+				issued = append(issued, c)
+			}
+		}
+	}
+	return issued
+}
+
+func wantKind(t *testing.T, what string, err error, k fail.Kind, contains string) {
+	t.Helper()
+	if err == nil || fail.KindOf(err) != k || !strings.Contains(err.Error(), contains) {
+		t.Fatalf("%s: got %v (kind %v), want %v containing %q", what, err, fail.KindOf(err), k, contains)
+	}
+}
+
+func TestJoinTokenCreateRefusals(t *testing.T) {
+	e := newEnv(t)
+	_, operOther := e.token(identity.RoleOperator, "other")
+	_, auditor := e.token(identity.RoleAuditor)
+	for _, c := range []struct {
+		name   string
+		caller ra.Caller
+		req    ra.JoinTokenRequest
+		kind   fail.Kind
+	}{
+		{"no names", ra.Caller{}, ra.JoinTokenRequest{Profile: "web"}, fail.Malformed},
+		{"hostile name", ra.Caller{}, ra.JoinTokenRequest{Profile: "web", Names: []string{"a.test\n\x00"}}, fail.Malformed},
+		{"uri", ra.Caller{}, ra.JoinTokenRequest{Profile: "web", Names: []string{"spiffe://x/y"}}, fail.Malformed},
+		{"ttl too long", ra.Caller{}, ra.JoinTokenRequest{Profile: "web", Names: []string{"a.test"}, TTL: 30 * 24 * time.Hour}, fail.Malformed},
+		{"unknown profile", ra.Caller{}, ra.JoinTokenRequest{Profile: "nope", Names: []string{"a.test"}}, fail.NotFound},
+		{"operator of another profile", ra.Caller{Token: operOther}, ra.JoinTokenRequest{Profile: "web", Names: []string{"a.test"}}, fail.Forbidden},
+		{"auditor", ra.Caller{Token: auditor}, ra.JoinTokenRequest{Profile: "web", Names: []string{"a.test"}}, fail.Forbidden},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			seq := e.head()
+			_, _, err := e.ra.CreateJoinToken(e.ctx, c.caller, c.req)
+			if fail.KindOf(err) != c.kind {
+				t.Fatalf("got %v, want kind %v", err, c.kind)
+			}
+			if evs := e.eventsAfter(seq); len(evs) != 1 || evs[0].Result != "refused" {
+				t.Fatalf("refusal not audited: %+v", evs)
+			}
+		})
+	}
+	ts, _ := e.st.ListJoinTokens(e.ctx)
+	if len(ts) != 0 {
+		t.Fatalf("%d join tokens stored by refused requests", len(ts))
+	}
+}
+
+// TestEnrollRaceOneToken: of many enrolments racing with one token, one
+// certificate is issued; the others are refused and none is issued.
+func TestEnrollRaceOneToken(t *testing.T) {
+	e := newEnv(t)
+	tok := e.joinToken("race.test")
+	const n = 8
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range n {
+		wg.Go(func() {
+			_, _, errs[i] = e.ra.Enroll(e.ctx, ra.EnrollRequest{JoinToken: tok, CSR: csr(t, "race.test")})
+		})
+	}
+	wg.Wait()
+	ok := 0
+	for _, err := range errs {
+		if err == nil {
+			ok++
+		} else if fail.KindOf(err) != fail.Unauthorized {
+			t.Errorf("losing enrolment: %v", err)
+		}
+	}
+	if got := len(e.agentCerts("race.test")); ok != 1 || got != 1 {
+		t.Fatalf("%d enrolments succeeded, %d certificates issued; want 1 and 1", ok, got)
+	}
+	e.verifyChain()
+}
+
+func TestRenewRules(t *testing.T) {
+	e := newEnv(t)
+	peer, key := e.enroll("m1.test")
+	other, _ := e.enroll("m2.test")
+
+	// A plain renewal with a new key.
+	out, err := e.ra.Renew(e.ctx, peer, csr(t, "m1.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := e.st.GetMachine(e.ctx, "m1.test")
+	if m.CurrentSerial != out.Record.Serial {
+		t.Fatalf("machine current serial %s, want %s", m.CurrentSerial, out.Record.Serial)
+	}
+	// The previous, still valid certificate may renew too (an answer lost in transit).
+	if _, err := e.ra.Renew(e.ctx, peer, csr(t, "m1.test")); err != nil {
+		t.Fatalf("renewal with the previous certificate: %v", err)
+	}
+	_ = key
+
+	// Names outside the binding, another machine's names.
+	_, err = e.ra.Renew(e.ctx, other, csr(t, "m1.test"))
+	wantKind(t, "another machine's names", err, fail.Forbidden, "not bound")
+
+	// A certificate not issued through the agent authenticates nothing.
+	plain := []*x509.Certificate{parseCert(t, e.issue("m1.test").CertPEM)}
+	_, err = e.ra.Renew(e.ctx, plain, csr(t, "m1.test"))
+	wantKind(t, "non-agent certificate", err, fail.Unauthorized, "not issued to an agent")
+
+	// A forged certificate with a real agent certificate's serial and names.
+	fkey := mustKey(t)
+	tmpl := &x509.Certificate{SerialNumber: peer[0].SerialNumber, Subject: peer[0].Subject, DNSNames: peer[0].DNSNames,
+		NotBefore: peer[0].NotBefore, NotAfter: peer[0].NotAfter}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, fkey.Public(), fkey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	forged, _ := x509.ParseCertificate(der)
+	_, err = e.ra.Renew(e.ctx, []*x509.Certificate{forged}, csr(t, "m1.test"))
+	wantKind(t, "forged certificate", err, fail.Unauthorized, "not issued by this CA")
+	if _, err := e.ra.AgentStatusOf(e.ctx, []*x509.Certificate{forged}); fail.KindOf(err) != fail.Unauthorized {
+		t.Fatalf("status with a forged certificate: %v", err)
+	}
+
+	// No certificate.
+	_, err = e.ra.Renew(e.ctx, nil, csr(t, "m1.test"))
+	wantKind(t, "no certificate", err, fail.Unauthorized, "client certificate is required")
+
+	// Expired: refused, with the way out in the message.
+	e.clock.advance(800 * time.Hour)
+	_, err = e.ra.Renew(e.ctx, other, csr(t, "m2.test"))
+	wantKind(t, "expired certificate", err, fail.Unauthorized, "expired")
+	e.clock.advance(-800 * time.Hour)
+}
+
+func TestRekeyAfterRevocation(t *testing.T) {
+	e := newEnv(t)
+	peer, key := e.enroll("r.test")
+	serial := identity.SerialFromBig(peer[0].SerialNumber)
+	if _, err := e.ra.Revoke(e.ctx, ra.Caller{}, serial, identity.ReasonUnspecified); err != nil {
+		t.Fatal(err)
+	}
+	st, err := e.ra.AgentStatusOf(e.ctx, peer)
+	if err != nil || st.CertStatus != "revoked" || !st.RekeyAllowed || st.MachineState != store.MachineActive {
+		t.Fatalf("status after revocation: %+v %v", st, err)
+	}
+	// The same key may not come back.
+	_, err = e.ra.Renew(e.ctx, peer, csrFor(t, key, "r.test"))
+	wantKind(t, "re-key with the revoked key", err, fail.Forbidden, "new key")
+	out, err := e.ra.Renew(e.ctx, peer, csr(t, "r.test"))
+	if err != nil {
+		t.Fatalf("re-key: %v", err)
+	}
+	// Once replaced, the revoked certificate authenticates nothing.
+	_, err = e.ra.Renew(e.ctx, peer, csr(t, "r.test"))
+	wantKind(t, "second re-key", err, fail.Unauthorized, "revoked")
+
+	// A key-compromise revocation cannot re-key.
+	next := []*x509.Certificate{parseCert(t, out.CertPEM)}
+	if _, err := e.ra.Revoke(e.ctx, ra.Caller{}, out.Record.Serial, identity.ReasonKeyCompromise); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := e.ra.AgentStatusOf(e.ctx, next); st.RekeyAllowed {
+		t.Fatal("key compromise allows a re-key")
+	}
+	_, err = e.ra.Renew(e.ctx, next, csr(t, "r.test"))
+	wantKind(t, "re-key after key compromise", err, fail.Unauthorized, "revoked")
+}
+
+func TestDisableMachine(t *testing.T) {
+	e := newEnv(t)
+	peer, _ := e.enroll("d.test")
+	if _, err := e.ra.Renew(e.ctx, peer, csr(t, "d.test")); err != nil {
+		t.Fatal(err)
+	}
+	_, oper := e.token(identity.RoleOperator, "other")
+	_, _, err := e.ra.DisableMachine(e.ctx, ra.Caller{Token: oper}, "d.test")
+	wantKind(t, "operator of another profile", err, fail.Forbidden, "profile")
+	m, revoked, err := e.ra.DisableMachine(e.ctx, ra.Caller{}, "d.test")
+	if err != nil || m.State != store.MachineDisabled || len(revoked) != 2 {
+		t.Fatalf("disable: %+v %v %v", m, revoked, err)
+	}
+	for _, c := range e.agentCerts("d.test") {
+		if c.Status != identity.StatusRevoked || c.RevocationReason != identity.ReasonCessationOfOperation {
+			t.Errorf("certificate %s is %s (%s) after disable", c.Serial, c.Status, c.RevocationReason)
+		}
+	}
+	st, err := e.ra.AgentStatusOf(e.ctx, peer)
+	if err != nil || st.MachineState != store.MachineDisabled || st.RekeyAllowed {
+		t.Fatalf("status: %+v %v", st, err)
+	}
+	_, err = e.ra.Renew(e.ctx, peer, csr(t, "d.test"))
+	wantKind(t, "renewal of a disabled machine", err, fail.Forbidden, "disabled")
+	_, _, err = e.ra.DisableMachine(e.ctx, ra.Caller{}, "nope.test")
+	wantKind(t, "unknown machine", err, fail.NotFound, "not found")
+	e.verifyChain()
+}

@@ -1,0 +1,173 @@
+package storetest
+
+import (
+	"context"
+	"reflect"
+	"testing"
+
+	"github.com/sigil-pki/sigil/internal/store"
+)
+
+var acmeTests = []test{
+	{"ProfileSettings", testACMEProfiles},
+	{"Secrets", testACMESecrets},
+	{"EABKeys", testEABKeys},
+	{"Accounts", testACMEAccounts},
+	{"Orders", testACMEOrders},
+	{"Nonces", testACMENonces},
+}
+
+func testACMEProfiles(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	_, err := s.GetACMEProfile(ctx, "web")
+	wantErr(t, "absent profile", err, store.ErrNotFound)
+	for _, p := range []*store.ACMEProfile{{Profile: "web", Enabled: true, EABRequired: true, UpdatedAt: base}, {Profile: "api", Enabled: true, UpdatedAt: base}, {Profile: "web", Enabled: false, UpdatedAt: base.Add(1)}} {
+		update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.PutACMEProfile(ctx, p) })
+	}
+	got, err := s.GetACMEProfile(ctx, "web")
+	if err != nil || got.Enabled || got.EABRequired || !got.UpdatedAt.Equal(canonTime(base.Add(1))) {
+		t.Fatalf("replaced profile: %+v %v", got, err)
+	}
+	ps, err := s.ListACMEProfiles(ctx)
+	if err != nil || len(ps) != 2 || ps[0].Profile != "api" || ps[1].Profile != "web" {
+		t.Fatalf("ListACMEProfiles: %+v %v", ps, err)
+	}
+}
+
+func testACMESecrets(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.InsertACMESecret(ctx, "nonce", []byte{0, 1, 0xff}) })
+	err := s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.InsertACMESecret(ctx, "nonce", []byte{9}) })
+	wantErr(t, "second secret", err, store.ErrConflict)
+	b, err := s.GetACMESecret(ctx, "nonce")
+	if err != nil || !reflect.DeepEqual(b, []byte{0, 1, 0xff}) {
+		t.Fatalf("GetACMESecret: %x %v", b, err)
+	}
+	_, err = s.GetACMESecret(ctx, "other")
+	wantErr(t, "absent secret", err, store.ErrNotFound)
+}
+
+func testEABKeys(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	k := &store.EABKey{KID: "eab_1", Profile: "web", Owner: "team-a", Sealed: []byte{1, 2, 3}, CreatedAt: base}
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.InsertEABKey(ctx, k) })
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		return tx.InsertEABKey(ctx, &store.EABKey{KID: "eab_2", Profile: "api", Sealed: []byte{4}, CreatedAt: base.Add(1)})
+	})
+	err := s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.InsertEABKey(ctx, k) })
+	wantErr(t, "duplicate kid", err, store.ErrConflict)
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.BindEABKey(ctx, "eab_1", "acct1") })
+	err = s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.BindEABKey(ctx, "eab_1", "acct2") })
+	wantErr(t, "second bind", err, store.ErrConflict)
+	err = s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.BindEABKey(ctx, "eab_x", "acct2") })
+	wantErr(t, "bind absent", err, store.ErrNotFound)
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.RevokeEABKey(ctx, "eab_2", base.Add(5)) })
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.RevokeEABKey(ctx, "eab_2", base.Add(9)) })
+	err = s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.BindEABKey(ctx, "eab_2", "acct3") })
+	wantErr(t, "bind revoked", err, store.ErrConflict)
+	err = s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.RevokeEABKey(ctx, "eab_x", base) })
+	wantErr(t, "revoke absent", err, store.ErrNotFound)
+	got, err := s.GetEABKey(ctx, "eab_1")
+	want := *k
+	want.AccountID, want.CreatedAt = "acct1", canonTime(base)
+	if err != nil || !reflect.DeepEqual(*got, want) {
+		t.Fatalf("GetEABKey:\n got %+v\nwant %+v (%v)", got, want, err)
+	}
+	all, err := s.ListEABKeys(ctx, "")
+	if err != nil || len(all) != 2 || all[0].KID != "eab_1" || !all[1].RevokedAt.Equal(canonTime(base.Add(5))) {
+		t.Fatalf("ListEABKeys: %+v %v", all, err)
+	}
+	web, err := s.ListEABKeys(ctx, "web")
+	if err != nil || len(web) != 1 {
+		t.Fatalf("ListEABKeys(web): %+v %v", web, err)
+	}
+}
+
+func testACMEAccounts(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := &store.ACMEAccount{ID: "a1", Profile: "web", Thumbprint: "tp1", JWK: []byte(`{"kty":"EC"}`), Status: "valid", Contact: []string{"mailto:a@example.org"}, Owner: "team-a", EABKID: "eab_1", CreatedAt: base}
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.InsertACMEAccount(ctx, a) })
+	dup := *a
+	dup.ID = "a2"
+	err := s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.InsertACMEAccount(ctx, &dup) })
+	wantErr(t, "same key, same profile", err, store.ErrConflict)
+	dup.Profile, dup.Contact = "api", nil
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.InsertACMEAccount(ctx, &dup) })
+	got, err := s.GetACMEAccountByKey(ctx, "web", "tp1")
+	want := *a
+	want.CreatedAt = canonTime(base)
+	if err != nil || !reflect.DeepEqual(*got, want) {
+		t.Fatalf("GetACMEAccountByKey:\n got %+v\nwant %+v (%v)", got, want, err)
+	}
+	upd := *a
+	upd.Status, upd.Contact, upd.Thumbprint, upd.JWK = "deactivated", nil, "tp9", []byte(`{"kty":"OKP"}`)
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.UpdateACMEAccount(ctx, &upd) })
+	got, err = s.GetACMEAccount(ctx, "a1")
+	if err != nil || got.Status != "deactivated" || len(got.Contact) != 0 || got.Thumbprint != "tp9" || string(got.JWK) != `{"kty":"OKP"}` {
+		t.Fatalf("after update: %+v %v", got, err)
+	}
+	_, err = s.GetACMEAccountByKey(ctx, "web", "tp1")
+	wantErr(t, "old thumbprint", err, store.ErrNotFound)
+	upd.ID = "zz"
+	err = s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.UpdateACMEAccount(ctx, &upd) })
+	wantErr(t, "update absent", err, store.ErrNotFound)
+}
+
+func testACMEOrders(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	o := &store.ACMEOrder{ID: "o1", AccountID: "a1", Profile: "web", Status: "pending", Expires: base.Add(7), Replaces: "aki.serial", Doc: []byte(`{"x":1}`), CreatedAt: base}
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.InsertACMEOrder(ctx, o) })
+	if o.Version != 1 {
+		t.Fatalf("version %d after insert", o.Version)
+	}
+	o2 := &store.ACMEOrder{ID: "o2", AccountID: "a1", Profile: "web", Status: "pending", Replaces: "aki.serial", Doc: []byte(`{}`), CreatedAt: base}
+	err := s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.InsertACMEOrder(ctx, o2) })
+	wantErr(t, "second order replacing the same certificate", err, store.ErrConflict)
+	o2.Replaces = ""
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.InsertACMEOrder(ctx, o2) })
+	o3 := &store.ACMEOrder{ID: "o3", AccountID: "a1", Profile: "web", Status: "pending", Doc: []byte(`{}`)}
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.InsertACMEOrder(ctx, o3) })
+
+	stale := *o
+	o.Status, o.Serial, o.Doc = "valid", "abc", []byte(`{"x":2}`)
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.UpdateACMEOrder(ctx, o) })
+	if o.Version != 2 {
+		t.Fatalf("version %d after update", o.Version)
+	}
+	stale.Status = "invalid"
+	err = s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.UpdateACMEOrder(ctx, &stale) })
+	wantErr(t, "update from a stale version", err, store.ErrConflict)
+	got, err := s.GetACMEOrder(ctx, "o1")
+	if err != nil || got.Status != "valid" || got.Serial != "abc" || string(got.Doc) != `{"x":2}` || got.Version != 2 || !got.Expires.Equal(canonTime(base.Add(7))) {
+		t.Fatalf("GetACMEOrder: %+v %v", got, err)
+	}
+	r, err := s.ACMEOrderReplacing(ctx, "aki.serial")
+	if err != nil || r.ID != "o1" {
+		t.Fatalf("ACMEOrderReplacing: %+v %v", r, err)
+	}
+	_, err = s.ACMEOrderReplacing(ctx, "")
+	wantErr(t, "replacing nothing", err, store.ErrNotFound)
+	missing := &store.ACMEOrder{ID: "nope", Version: 1}
+	err = s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.UpdateACMEOrder(ctx, missing) })
+	wantErr(t, "update absent", err, store.ErrNotFound)
+}
+
+func testACMENonces(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.UseACMENonce(ctx, "n1", base) })
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.UseACMENonce(ctx, "n2", base.Add(60e9)) })
+	err := s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.UseACMENonce(ctx, "n1", base) })
+	wantErr(t, "replayed nonce", err, store.ErrConflict)
+	var n int64
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		var err error
+		n, err = tx.PurgeACMENonces(ctx, base.Add(1e9))
+		return err
+	})
+	if n != 1 {
+		t.Fatalf("purged %d nonces, want 1", n)
+	}
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.UseACMENonce(ctx, "n1", base) })
+	err = s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.UseACMENonce(ctx, "n2", base) })
+	wantErr(t, "unpurged nonce", err, store.ErrConflict)
+}
