@@ -72,7 +72,26 @@ func newACMECmd(g *globals) *cobra.Command {
 			})
 		},
 	}
-	cmd.AddCommand(setProfile(true), setProfile(false), list, newEABCmd(g))
+	renewEarly := &cobra.Command{
+		Use: "renew-early SERIAL...", Short: "Ask ACME clients to renew certificates now: their ARI renewal window opens at once", Args: cobra.MinimumNArgs(1),
+		Example: "  sigil acme renew-early 3f2a9c...  # clients polling renewal info (certbot, cert-manager, lego) renew at their next check",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.client()
+			if err != nil {
+				return err
+			}
+			var out struct {
+				Marked int `json:"marked"`
+			}
+			if err := c.Do(cmd.Context(), "POST", "/api/v1/acme/renew-early", map[string][]string{"serials": args}, &out); err != nil {
+				return err
+			}
+			return g.print(cmd.OutOrStdout(), out, func(tw *tabwriter.Writer) {
+				fmt.Fprintf(tw, "%d certificate(s) marked for early renewal\n", out.Marked)
+			})
+		},
+	}
+	cmd.AddCommand(setProfile(true), setProfile(false), list, renewEarly, newEABCmd(g))
 	return cmd
 }
 

@@ -22,8 +22,30 @@ type accountJSON struct {
 	ExternalAccountBinding any      `json:"externalAccountBinding,omitempty"`
 }
 
-func (s *Server) accountBody(a *store.ACMEAccount) accountJSON {
-	return accountJSON{Status: a.Status, Contact: a.Contact}
+func (s *Server) accountBody(q *request, a *store.ACMEAccount) accountJSON {
+	return accountJSON{Status: a.Status, Contact: a.Contact, Orders: q.base + "/acct/" + a.ID + "/orders"}
+}
+
+// maxListedOrders bounds the account's orders list (RFC 8555 §7.1.2.1
+// allows pagination; the newest are the useful ones).
+const maxListedOrders = 1000
+
+func (s *Server) accountOrders(ctx context.Context, q *request) (*response, error) {
+	if q.acct.ID != q.r.PathValue("id") {
+		return nil, unauthorized("an account may only list its own orders")
+	}
+	ids, err := s.st.ListACMEOrderIDs(ctx, q.acct.ID, maxListedOrders)
+	if err != nil {
+		return nil, toProblem(err)
+	}
+	if err := s.spendOnly(ctx, q); err != nil {
+		return nil, err
+	}
+	urls := make([]string, len(ids))
+	for i, id := range ids {
+		urls[i] = q.base + "/order/" + id
+	}
+	return &response{status: http.StatusOK, body: map[string][]string{"orders": urls}}, nil
 }
 
 func parseStoredJWK(b []byte) (*jose.JSONWebKey, error) {
@@ -74,7 +96,7 @@ func (s *Server) newAccount(ctx context.Context, q *request) (*response, error) 
 		if err := s.spendOnly(ctx, q); err != nil {
 			return nil, err
 		}
-		return &response{status: http.StatusOK, body: s.accountBody(existing), location: q.base + "/acct/" + existing.ID}, nil
+		return &response{status: http.StatusOK, body: s.accountBody(q, existing), location: q.base + "/acct/" + existing.ID}, nil
 	}
 	if !errors.Is(err, store.ErrNotFound) {
 		return nil, toProblem(err)
@@ -117,7 +139,7 @@ func (s *Server) newAccount(ctx context.Context, q *request) (*response, error) 
 	if err != nil {
 		return nil, err
 	}
-	return &response{status: http.StatusCreated, body: s.accountBody(acct), location: q.base + "/acct/" + acct.ID}, nil
+	return &response{status: http.StatusCreated, body: s.accountBody(q, acct), location: q.base + "/acct/" + acct.ID}, nil
 }
 
 // checkEAB verifies an External Account Binding (RFC 8555 §7.3.4): an
@@ -172,7 +194,7 @@ func (s *Server) account(ctx context.Context, q *request) (*response, error) {
 		if err := s.spendOnly(ctx, q); err != nil {
 			return nil, err
 		}
-		return &response{status: http.StatusOK, body: s.accountBody(q.acct), location: loc}, nil
+		return &response{status: http.StatusOK, body: s.accountBody(q, q.acct), location: loc}, nil
 	}
 	var in struct {
 		Contact *[]string `json:"contact"`
@@ -201,7 +223,7 @@ func (s *Server) account(ctx context.Context, q *request) (*response, error) {
 	}); err != nil {
 		return nil, err
 	}
-	return &response{status: http.StatusOK, body: s.accountBody(&a), location: loc}, nil
+	return &response{status: http.StatusOK, body: s.accountBody(q, &a), location: loc}, nil
 }
 
 // keyChange rolls an account over to a new key (RFC 8555 §7.3.5).
@@ -263,5 +285,5 @@ func (s *Server) keyChange(ctx context.Context, q *request) (*response, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &response{status: http.StatusOK, body: s.accountBody(&a), location: loc}, nil
+	return &response{status: http.StatusOK, body: s.accountBody(q, &a), location: loc}, nil
 }

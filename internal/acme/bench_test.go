@@ -5,6 +5,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"fmt"
+	"runtime/debug"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +19,8 @@ import (
 //
 //	go test -run '^$' -bench BenchmarkACMEOrders -benchtime 3000x -cpu 2 ./internal/acme/
 func BenchmarkACMEOrders(b *testing.B) {
+	// As `sigil server` does unless GOGC is set (cmd/sigil/server.go).
+	defer debug.SetGCPercent(debug.SetGCPercent(200))
 	e := newEnv(b, envOpts{})
 	clients := make(chan *client, 64)
 	for range cap(clients) {

@@ -173,18 +173,26 @@ func (s *Server) renewalInfo(w http.ResponseWriter, r *http.Request) {
 		writeProblem(w, toProblem(err))
 		return
 	}
-	start, end, retry := RenewalWindow(rec, s.now())
+	marked := false
+	if _, err := s.st.RenewEarlyAt(ctx, string(rec.Serial)); err == nil {
+		marked = true
+	} else if !errors.Is(err, store.ErrNotFound) {
+		writeProblem(w, toProblem(err))
+		return
+	}
+	start, end, retry := RenewalWindow(rec, marked, s.now())
 	w.Header().Set("Retry-After", retry)
 	writeJSON(w, http.StatusOK, map[string]any{"suggestedWindow": map[string]string{
 		"start": start.UTC().Format(time.RFC3339), "end": end.UTC().Format(time.RFC3339),
 	}})
 }
 
-// RenewalWindow is the suggested renewal window: normally the middle of the
-// last third of the lifetime; for a revoked certificate, a window already
-// open (ending now), so that ARI clients renew at once.
-func RenewalWindow(rec *identity.Certificate, now time.Time) (time.Time, time.Time, string) {
-	if rec.Status == identity.StatusRevoked {
+// RenewalWindow is the suggested renewal window: normally the start of the
+// last third of the lifetime; for a revoked certificate or one an operator
+// marked (sigil acme renew-early), a window already open and ending now,
+// so that ARI clients renew at once.
+func RenewalWindow(rec *identity.Certificate, marked bool, now time.Time) (time.Time, time.Time, string) {
+	if rec.Status == identity.StatusRevoked || marked {
 		return now.Add(-time.Hour).Truncate(time.Second), now.Truncate(time.Second), "3600"
 	}
 	life := rec.NotAfter.Sub(rec.NotBefore)

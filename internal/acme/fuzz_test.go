@@ -8,7 +8,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
-	"math/big"
 	"testing"
 	"time"
 
@@ -128,5 +127,3 @@ func FuzzName(f *testing.F) {
 		}
 	})
 }
-
-var _ = big.NewInt

@@ -14,7 +14,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"io"
 	"log/slog"
 	"math/big"
@@ -55,12 +54,17 @@ type envOpts struct {
 	db          string
 	httpPort    int // validated http-01 port; default: the test's challenge server
 	tlsPort     int
+	dnsResolver string
+	dataDir     string // reuse (a second replica on the same database)
 }
 
 func newEnv(t testing.TB, o envOpts) *env {
 	t.Helper()
 	cs := newChallServer(t)
-	dir := t.TempDir()
+	dir := o.dataDir
+	if dir == "" {
+		dir = t.TempDir()
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
@@ -75,7 +79,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv, err := server.New(ctx, server.Config{DataDir: dir, DB: o.db, Listen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Dev: true, Log: log,
-		ACME: server.ACMEConfig{Resolve: []string{"*.test=127.0.0.1", "app.test=127.0.0.1"}, HTTPPort: httpPort, TLSPort: tlsPort,
+		ACME: server.ACMEConfig{Resolve: []string{"*.test=127.0.0.1", "app.test=127.0.0.1"}, HTTPPort: httpPort, TLSPort: tlsPort, DNSResolver: o.dnsResolver,
 			OrdersPerAccount: o.perAccount, OrdersPerName: o.perName, RateWindow: time.Hour}})
 	if err != nil {
 		cancel()
@@ -97,7 +101,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	e.roots.AppendCertsFromPEM(pem)
 	e.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.roots}, MaxIdleConnsPerHost: 64}}
 	doc := &policy.Document{Profiles: []policy.Profile{{Name: "web", KeyTypes: []string{"ecdsa-p256", "ecdsa-p384", "rsa-2048", "ed25519"},
-		DefaultTTL: policy.Duration(30 * 24 * time.Hour), MaxTTL: policy.Duration(90 * 24 * time.Hour), DNS: []string{"*.test"}, ExtKeyUsage: []string{"server_auth"}}}}
+		DefaultTTL: policy.Duration(30 * 24 * time.Hour), MaxTTL: policy.Duration(90 * 24 * time.Hour), DNS: []string{"*.test", "*.wild.test"}, ExtKeyUsage: []string{"server_auth"}}}}
 	if _, err := srv.RA().ApplyProfiles(t.Context(), ra.Caller{}, doc); err != nil {
 		t.Fatalf("ApplyProfiles: %v", err)
 	}
@@ -415,8 +419,6 @@ func randName(prefix string) string {
 	n, _ := rand.Int(rand.Reader, big.NewInt(1<<40))
 	return prefix + strconv.FormatInt(n.Int64(), 36) + ".test"
 }
-
-var _ = fmt.Sprint
 
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t testing.TB) int {

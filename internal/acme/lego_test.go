@@ -6,7 +6,6 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"encoding/pem"
 	"net/http"
 	"testing"
 	"time"
@@ -136,5 +135,3 @@ func ocspStatus(t *testing.T, e *env, leaf, issuer *x509.Certificate) int {
 	}
 	return r.Status
 }
-
-var _ = pem.Decode

@@ -1,6 +1,7 @@
 package acme_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -123,6 +124,9 @@ func TestRefusals(t *testing.T) {
 			a.solve(o, "")
 			return sendJSON(a, o.Finalize, map[string]any{"csr": b64([]byte("not a csr"))})
 		}, "badCSR"},
+		{"oversized body", func() (int, []byte, string) {
+			return send(a, newOrderURL, bytes.Repeat([]byte("x"), 200<<10))
+		}, "malformed"},
 		{"not a JWS", func() (int, []byte, string) {
 			return send(a, newOrderURL, []byte(`{"hello":"world"}`))
 		}, "malformed"},

@@ -102,6 +102,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /acme/{profile}/revoke-cert", s.post(modeEither, s.revokeCert))
 	mux.HandleFunc("POST /acme/{profile}/key-change", s.post(modeKID, s.keyChange))
 	mux.HandleFunc("POST /acme/{profile}/acct/{id}", s.post(modeKID, s.account))
+	mux.HandleFunc("POST /acme/{profile}/acct/{id}/orders", s.post(modeKID, s.accountOrders))
 	mux.HandleFunc("POST /acme/{profile}/order/{id}", s.post(modeKID, s.order))
 	mux.HandleFunc("POST /acme/{profile}/order/{id}/finalize", s.post(modeKID, s.finalize))
 	mux.HandleFunc("POST /acme/{profile}/authz/{id}", s.post(modeKID, s.authz))
@@ -112,7 +113,20 @@ func (s *Server) Handler() http.Handler {
 		s.addNonce(w, r)
 		writeProblem(w, notFound("no ACME resource %s %s", r.Method, r.URL.Path))
 	})
-	return mux
+	// A panic is a bug: log it and answer serverInternal rather than drop
+	// the connection.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("panic serving ACME request", "path", r.URL.Path, "panic", fmt.Sprint(v))
+				writeProblem(w, serverInternal("internal error"))
+			}
+		}()
+		mux.ServeHTTP(w, r)
+	})
 }
 
 func baseURL(r *http.Request) string {

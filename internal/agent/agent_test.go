@@ -1,13 +1,20 @@
 package agent
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
+	"encoding/pem"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sigil-pki/sigil/internal/keys"
 )
 
 func TestParseFingerprint(t *testing.T) {
@@ -175,4 +182,26 @@ func TestWriteAtomicModes(t *testing.T) {
 	if err := writeAtomic(filepath.Join(dir, "missing", "x"), nil, 0o600, Ownership{UID: -1, GID: -1}); err == nil {
 		t.Fatal("writing into a missing directory succeeded")
 	}
+}
+
+// FuzzCheckIssued: whatever the server answers, the agent installs nothing
+// that is not a certificate for its key chaining to the pinned root.
+func FuzzCheckIssued(f *testing.F) {
+	key, err := keys.GenerateKey("ecdsa-p256")
+	if err != nil {
+		f.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "a.test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, _ := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	self := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
+	f.Add(self, "")
+	f.Add("", "")
+	f.Add("-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n", self)
+	f.Add(self[:len(self)/2], self)
+	roots := x509.NewCertPool() // empty: nothing may pass
+	f.Fuzz(func(t *testing.T, cert, chain string) {
+		if leaf, err := CheckIssued(&Issued{Certificate: cert, Chain: chain}, key, roots); err == nil {
+			t.Fatalf("accepted %v without a trusted root", leaf.Subject)
+		}
+	})
 }

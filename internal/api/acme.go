@@ -6,6 +6,7 @@ import (
 
 	"github.com/sigil-pki/sigil/internal/auth"
 	"github.com/sigil-pki/sigil/internal/fail"
+	"github.com/sigil-pki/sigil/internal/identity"
 	"github.com/sigil-pki/sigil/internal/ra"
 )
 
@@ -38,6 +39,31 @@ func (s *Server) acmeRoutes(a func(string, http.HandlerFunc)) {
 	a("GET /api/v1/acme/eab", s.listEAB)
 	a("POST /api/v1/acme/eab", s.createEAB)
 	a("DELETE /api/v1/acme/eab/{kid}", s.revokeEAB)
+	a("POST /api/v1/acme/renew-early", s.renewEarly)
+}
+
+func (s *Server) renewEarly(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Serials []string `json:"serials"`
+	}
+	if err := decodeJSON(w, r, maxJSONBody, &req); err != nil {
+		s.refuse(w, r, auth.CertRevoke, "acme-renew-early", err)
+		return
+	}
+	serials := make([]identity.Serial, 0, len(req.Serials))
+	for _, v := range req.Serials {
+		sn, err := identity.ParseSerial(v)
+		if err != nil {
+			s.refuse(w, r, auth.CertRevoke, "acme-renew-early", fail.Wrap(fail.Malformed, err))
+			return
+		}
+		serials = append(serials, sn)
+	}
+	if err := s.RA.MarkRenewEarly(r.Context(), caller(r), serials); err != nil {
+		writeProblem(w, s.Log, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"marked": len(serials)})
 }
 
 func (s *Server) listACMEProfiles(w http.ResponseWriter, r *http.Request) {

@@ -218,3 +218,40 @@ func FuzzParseBlocklist(f *testing.F) {
 		}
 	})
 }
+
+// TestEngineInventoryKeys: a private key found on two machines (one copy
+// world-readable) whose public key is in no certificate.
+func TestEngineInventoryKeys(t *testing.T) {
+	st := openStore(t)
+	newTestCA(t, st)
+	seen := now.Add(-time.Hour)
+	spki := strings.Repeat("ab", 32)
+	id := &store.InventoryIdentity{Fingerprint: spki, Kind: store.KindPrivateKey, Source: store.SourceDiscovered, KeyAlgorithm: "ECDSA", KeySize: 256,
+		SPKISHA256: spki, Owner: "team-a", FirstSeen: seen, LastSeen: seen}
+	locs := []*store.InventoryLocation{
+		{Fingerprint: spki, Kind: store.LocationFS, Host: "m1", Path: "/etc/ssl/k.pem", FileMode: 0o600, Detail: "private key (PKCS#8)", FirstSeen: seen, LastSeen: seen},
+		{Fingerprint: spki, Kind: store.LocationFS, Host: "m2", Path: "/srv/k.pem", FileMode: 0o644, Detail: "private key (PKCS#8)", FirstSeen: seen, LastSeen: seen},
+	}
+	if err := st.Update(t.Context(), func(ctx context.Context, tx store.Tx) error {
+		if _, err := tx.UpsertIdentities(ctx, []*store.InventoryIdentity{id}); err != nil {
+			return err
+		}
+		_, err := tx.UpsertLocations(ctx, locs)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	e := &Engine{Store: st, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return now }}
+	if _, err := e.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	ids := findingIDs(t, st, store.FindingFilter{Subject: spki})
+	for _, want := range []string{"key-reuse:" + spki + ":locations", "key-file-permissions:" + spki + ":m2:/srv/k.pem", "unmatched-private-key:" + spki} {
+		if !hasPrefix(ids, want) {
+			t.Errorf("missing %s in %v", want, ids)
+		}
+	}
+	if hasPrefix(ids, "key-file-permissions:"+spki+":m1:") {
+		t.Errorf("0600 key flagged: %v", ids)
+	}
+}

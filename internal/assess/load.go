@@ -85,13 +85,6 @@ func (e *Engine) load(ctx context.Context, now time.Time, only []string) (map[st
 			break
 		}
 	}
-	reuse, err := e.Store.ListKeyReuse(ctx, 0)
-	if err != nil {
-		return nil, fmt.Errorf("reading key reuse: %w", err)
-	}
-	for _, r := range reuse {
-		rc.keyLocs[r.SPKISHA256] = r.KeyLocations
-	}
 	for _, f := range facts {
 		e.finish(f, rc)
 	}
@@ -216,6 +209,16 @@ func (e *Engine) mergeInventory(ctx context.Context, now time.Time, rc *runConte
 			f.Owner = id.Owner
 		}
 		f.Locations = append(f.Locations, byFP[id.Fingerprint]...)
+		if full && id.SPKISHA256 != "" {
+			// Key reuse across places: locations holding the private key,
+			// counted here rather than by a separate GROUP BY over the
+			// whole inventory (store.ListKeyReuse counts the same way).
+			for _, l := range byFP[id.Fingerprint] {
+				if strings.HasPrefix(l.Detail, store.DetailPrivateKey) {
+					rc.keyLocs[id.SPKISHA256]++
+				}
+			}
+		}
 	}
 	return nil
 }

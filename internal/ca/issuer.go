@@ -13,11 +13,9 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/sigil-pki/sigil/internal/identity"
-	"github.com/sigil-pki/sigil/internal/keys"
 )
 
 // URLs are the public, plain-HTTP locations placed in issued certificates.
@@ -42,15 +40,14 @@ type Issuer struct {
 	Signer crypto.Signer
 	Chain  []*x509.Certificate
 
-	chainPEM []byte        // computed once: issuance returns it every time
-	hash     crypto.Hash   // digest the issuer signs with
-	lint     crypto.Signer // throwaway key of the same type, to sign lint certificates
-	lintCA   *x509.Certificate
+	chainPEM []byte      // computed once: issuance returns it every time
+	hash     crypto.Hash // digest the issuer signs with
 	keyType  string
 }
 
 // NewIssuer wraps a certificate and its key, checking they belong together,
-// that the certificate may sign certificates and CRLs, and preparing the lint key.
+// and that the certificate may sign certificates and CRLs with a key type
+// Sigil can sign leaves with.
 func NewIssuer(id string, cert *x509.Certificate, signer crypto.Signer, chain []*x509.Certificate) (*Issuer, error) {
 	if !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
 		return nil, fmt.Errorf("issuer %q: certificate is not a CA allowed to sign certificates", id)
@@ -68,18 +65,9 @@ func NewIssuer(id string, cert *x509.Certificate, signer crypto.Signer, chain []
 	}
 	iss := &Issuer{ID: id, Cert: cert, Signer: signer, Chain: chain, keyType: kt}
 	iss.hash = hashFor(cert.PublicKey)
-	// The lint key only needs the same signature algorithm, so RSA issuers of
-	// any size lint with a 2048-bit key.
-	lintType := kt
-	if strings.HasPrefix(kt, "rsa-") {
-		lintType = identity.KeyRSA2048
+	if _, err := signatureAlgorithm(cert.PublicKey); err != nil {
+		return nil, fmt.Errorf("issuer %q: %w", id, err)
 	}
-	if iss.lint, err = keys.GenerateKey(lintType); err != nil {
-		return nil, fmt.Errorf("issuer %q: lint key: %w", id, err)
-	}
-	lintCA := *cert
-	lintCA.PublicKey = iss.lint.Public()
-	iss.lintCA = &lintCA
 	if !isSelfSigned(cert) {
 		iss.chainPEM = append(iss.chainPEM, pemCert(cert.Raw)...)
 	}

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"math/big"
@@ -50,6 +49,7 @@ var ErrUnknownIssuer = errors.New("unknown issuer")
 // CA holds the issuers and signs with them.
 type CA struct {
 	issuers   map[string]*Issuer
+	shapes    map[string]*leafShape // by issuer ID
 	defaultID string
 	linter    Linter
 	urls      URLs
@@ -59,8 +59,14 @@ type CA struct {
 // profile names none (or names "default").
 func New(issuers []*Issuer, defaultID string, linter Linter, urls URLs) (*CA, error) {
 	m := make(map[string]*Issuer, len(issuers))
+	shapes := make(map[string]*leafShape, len(issuers))
 	for _, i := range issuers {
 		m[i.ID] = i
+		s, err := newLeafShape(i, urls)
+		if err != nil {
+			return nil, err
+		}
+		shapes[i.ID] = s
 	}
 	if _, ok := m[defaultID]; !ok {
 		return nil, fmt.Errorf("default issuer %q: %w", defaultID, ErrUnknownIssuer)
@@ -68,7 +74,7 @@ func New(issuers []*Issuer, defaultID string, linter Linter, urls URLs) (*CA, er
 	if linter == nil {
 		return nil, errors.New("a linter is required: every certificate is linted before signing")
 	}
-	return &CA{issuers: m, defaultID: defaultID, linter: linter, urls: urls}, nil
+	return &CA{issuers: m, shapes: shapes, defaultID: defaultID, linter: linter, urls: urls}, nil
 }
 
 // Issuer returns an issuer by ID; "" and "default" mean the default issuer.
@@ -134,15 +140,18 @@ func (p *Prepared) Issuer() *Issuer { return p.issuer }
 // Validity returns NotBefore and NotAfter.
 func (p *Prepared) Validity() (time.Time, time.Time) { return p.notBefore, p.notAfter }
 
-// Prepare builds the certificate, signs it with the issuer's throwaway lint
-// key, lints it, and keeps its TBS for the real signature. Validity is exact:
-// X.509 validity includes both ends, so NotAfter = NotBefore + TTL - 1s. It
-// never exceeds the issuer's NotAfter.
+// Prepare builds the certificate's TBS (tbs.go: byte for byte what
+// crypto/x509 would encode), lints it wrapped as a certificate with a
+// placeholder signature, and keeps it for the real signature. The real key
+// never signs anything that failed lint. Validity is exact: X.509 validity
+// includes both ends, so NotAfter = NotBefore + TTL - 1s. It never exceeds
+// the issuer's NotAfter.
 func (c *CA) Prepare(issuerID string, r *LeafRequest) (*Prepared, error) {
 	iss, err := c.Issuer(issuerID)
 	if err != nil {
 		return nil, err
 	}
+	shape := c.shapes[iss.ID]
 	if r.TTL < time.Second {
 		return nil, fmt.Errorf("validity %s is too short", r.TTL)
 	}
@@ -158,36 +167,34 @@ func (c *CA) Prepare(issuerID string, r *LeafRequest) (*Prepared, error) {
 	if !na.After(nb) {
 		return nil, fmt.Errorf("issuer %q expires before the certificate would start", iss.ID)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               pkix.Name{CommonName: r.CommonName},
-		NotBefore:             nb,
-		NotAfter:              na,
-		KeyUsage:              r.KeyUsage,
-		ExtKeyUsage:           r.ExtKeyUsage,
-		BasicConstraintsValid: true,
-		DNSNames:              r.DNSNames,
-		IPAddresses:           r.IPAddresses,
-		URIs:                  r.URIs,
-		EmailAddresses:        r.Emails,
-		OCSPServer:            []string{c.urls.OCSP()},
-		IssuingCertificateURL: []string{c.urls.IssuerCert(iss.ID)},
-		CRLDistributionPoints: []string{c.urls.CRL(iss.ID)},
+	spki, err := x509.MarshalPKIXPublicKey(r.PublicKey)
+	if err != nil {
+		return nil, fmt.Errorf("building certificate: %w", err)
 	}
-	// The lint certificate has the real issuer's name and key identifier, so
-	// its TBS is byte-for-byte the one the real key signs.
-	lintDER, err := x509.CreateCertificate(rand.Reader, tmpl, iss.lintCA, r.PublicKey, iss.lint)
+	tbs, err := shape.tbs(&leafTBS{
+		serial:      serial,
+		commonName:  r.CommonName,
+		notBefore:   nb,
+		notAfter:    na,
+		spki:        spki,
+		keyUsage:    r.KeyUsage,
+		extKeyUsage: r.ExtKeyUsage,
+		dnsNames:    r.DNSNames,
+		emails:      r.Emails,
+		ips:         r.IPAddresses,
+		uris:        r.URIs,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("building certificate: %w", err)
+	}
+	lintDER, err := shape.lintCertificate(tbs)
 	if err != nil {
 		return nil, fmt.Errorf("building certificate: %w", err)
 	}
 	if err := c.linter.Lint(lintDER); err != nil {
 		return nil, &lintError{err}
 	}
-	tbs, sigAlg, err := splitCertificate(lintDER)
-	if err != nil {
-		return nil, err
-	}
-	return &Prepared{issuer: iss, serial: serial, tbs: tbs, sigAlg: sigAlg, notBefore: nb, notAfter: na}, nil
+	return &Prepared{issuer: iss, serial: serial, tbs: tbs, sigAlg: shape.sigAlg, notBefore: nb, notAfter: na}, nil
 }
 
 // Sign signs a prepared certificate with the issuer's real key, checks the
@@ -235,19 +242,4 @@ func verify(pub crypto.PublicKey, h crypto.Hash, msg, sig []byte) error {
 		return nil
 	}
 	return fmt.Errorf("unsupported issuer key %T", pub)
-}
-
-// splitCertificate returns the raw TBSCertificate and signatureAlgorithm
-// elements of a DER certificate.
-func splitCertificate(der []byte) (tbs, sigAlg []byte, err error) {
-	in := cryptobyte.String(der)
-	var cert cryptobyte.String
-	if !in.ReadASN1(&cert, cbasn1.SEQUENCE) || !in.Empty() {
-		return nil, nil, errors.New("malformed certificate")
-	}
-	var t, a cryptobyte.String
-	if !cert.ReadASN1Element(&t, cbasn1.SEQUENCE) || !cert.ReadASN1Element(&a, cbasn1.SEQUENCE) {
-		return nil, nil, errors.New("malformed certificate")
-	}
-	return []byte(t), []byte(a), nil
 }

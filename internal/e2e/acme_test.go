@@ -195,6 +195,10 @@ func TestACMECertbot(t *testing.T) {
 		t.Fatalf("inventory record: %+v %v", rec, err)
 	}
 
+	if out := s.mustCLI("acme", "renew-early", first.SerialNumber.Text(16)); !strings.Contains(out, "1 certificate(s) marked") {
+		t.Fatalf("acme renew-early: %s", out)
+	}
+
 	out, err = s.certbot(cb, append([]string{"renew", "--force-renewal", "--no-random-sleep-on-renew"}, standalone...)...)
 	if err != nil {
 		t.Fatalf("certbot renew: %v\n%s", err, out)

@@ -727,6 +727,14 @@ certificates:
 			t.Errorf("%s: %+v", name, cs)
 		}
 	}
+	var machines []store.Machine
+	if err := json.Unmarshal([]byte(in.mustCLI("agent", "list", "-o", "json")), &machines); err != nil || len(machines) != 2 ||
+		machines[0].Name != "cfg-a.prod.internal" || machines[1].Names[1] != "www-b.prod.internal" {
+		t.Fatalf("agent list: %+v %v", machines, err)
+	}
+	if out := in.mustCLI("join-token", "list"); strings.Count(out, " fleet ") != 2 || !strings.Contains(out, "cfg-b.prod.internal,www-b.prod.internal") {
+		t.Fatalf("join-token list:\n%s", out)
+	}
 	// An unknown key in the file is refused before anything is sent.
 	bad := writeFile(t, m, "bad.yaml", []byte(cfg+"renew_at: 0.5\n"))
 	cmd = exec.Command(sigilBin, "agent", "--config", bad, "--once")

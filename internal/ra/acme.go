@@ -232,3 +232,38 @@ func (r *RA) RevokeEABKey(ctx context.Context, c Caller, kid string) error {
 func (r *RA) ACMESpend(ctx context.Context, fn func(ctx context.Context, tx store.Tx) error) error {
 	return auditErr(r.store.Update(ctx, fn))
 }
+
+// MarkRenewEarly asks ACME clients to renew certificates now: their ARI
+// renewal window (RFC 9773) opens at once, so clients that poll it
+// (cert-manager, certbot, lego) replace them during an incident without
+// revoking them first.
+func (r *RA) MarkRenewEarly(ctx context.Context, c Caller, serials []identity.Serial) error {
+	if err := r.authorize(ctx, c, auth.CertRevoke, "acme-renew-early"); err != nil {
+		return err
+	}
+	if len(serials) == 0 || len(serials) > 1000 {
+		return r.refused(ctx, c, "acme.renew-early", "", fail.New(fail.Malformed, "give 1 to 1000 serials"))
+	}
+	for _, s := range serials {
+		rec, err := r.store.GetCertificate(ctx, s)
+		if err != nil {
+			return r.refused(ctx, c, "acme.renew-early", string(s), storeErr(err, "certificate "+s.OpenSSL()))
+		}
+		if rec.Status != identity.StatusIssued {
+			return r.refused(ctx, c, "acme.renew-early", string(s), fail.New(fail.Conflict, "certificate %s is %s, not issued", s.OpenSSL(), rec.Status))
+		}
+	}
+	at := r.now().UTC().Truncate(time.Microsecond)
+	err := r.store.Update(ctx, func(ctx context.Context, tx store.Tx) error {
+		for _, s := range serials {
+			if err := tx.MarkRenewEarly(ctx, string(s), at); err != nil {
+				return err
+			}
+			if err := tx.AppendAudit(ctx, r.event(c, "acme.renew-early", string(s), audit.ResultSuccess, nil)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return auditErr(err)
+}

@@ -38,6 +38,9 @@ type ACMETx interface {
 	UseACMENonce(ctx context.Context, nonce string, expires time.Time) error
 	// PurgeACMENonces forgets spent nonces that expired before t.
 	PurgeACMENonces(ctx context.Context, before time.Time) (int64, error)
+	// MarkRenewEarly asks ACME clients to renew a certificate now (ARI);
+	// marking twice keeps the first time.
+	MarkRenewEarly(ctx context.Context, serial string, at time.Time) error
 }
 
 // ACMEReader is the read side for ACME (RFC 8555) accounts, orders, authorizations, challenges and EAB keys.
@@ -54,8 +57,13 @@ type ACMEReader interface {
 	// GetACMEAccountByKey finds an account by its key's RFC 7638 thumbprint.
 	GetACMEAccountByKey(ctx context.Context, profile, thumbprint string) (*ACMEAccount, error)
 	GetACMEOrder(ctx context.Context, id string) (*ACMEOrder, error)
+	// ListACMEOrderIDs returns the IDs of an account's orders, newest first, at most limit.
+	ListACMEOrderIDs(ctx context.Context, accountID string, limit int) ([]string, error)
 	// ACMEOrderReplacing returns the order whose Replaces is certID; ErrNotFound if none.
 	ACMEOrderReplacing(ctx context.Context, certID string) (*ACMEOrder, error)
+	// RenewEarlyAt returns when a certificate was marked for early renewal;
+	// ErrNotFound if it was not.
+	RenewEarlyAt(ctx context.Context, serial string) (time.Time, error)
 }
 
 // ACMEProfile is whether (and how) a policy profile is served over ACME.

@@ -242,8 +242,14 @@ func (s *Store) ACMEOrderReplacing(ctx context.Context, certID string) (*store.A
 // Nonces.
 
 func (t *txn) UseACMENonce(ctx context.Context, nonce string, expires time.Time) error {
-	if _, err := t.tx.Exec(ctx, "INSERT INTO acme_nonces (nonce, expires_at) VALUES ($1, $2)", nonce, ts(expires)); err != nil {
+	// ON CONFLICT DO NOTHING: a replay must not abort the transaction,
+	// which still records the refusal.
+	n, err := pgAffected(t.tx.Exec(ctx, "INSERT INTO acme_nonces (nonce, expires_at) VALUES ($1, $2) ON CONFLICT (nonce) DO NOTHING", nonce, ts(expires)))
+	if err != nil {
 		return writeErr(err, "ACME nonce")
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: ACME nonce already used", store.ErrConflict)
 	}
 	return nil
 }
@@ -262,4 +268,28 @@ func pgAffected(tag pgconn.CommandTag, err error) (int64, error) {
 		return 0, err
 	}
 	return tag.RowsAffected(), nil
+}
+
+// Early renewal (ARI).
+
+func (t *txn) MarkRenewEarly(ctx context.Context, serial string, at time.Time) error {
+	if _, err := t.tx.Exec(ctx, "INSERT INTO acme_renew_early (serial, marked_at) VALUES ($1, $2) ON CONFLICT (serial) DO NOTHING", serial, ts(at)); err != nil {
+		return writeErr(err, "early renewal of "+serial)
+	}
+	return nil
+}
+
+func (s *Store) RenewEarlyAt(ctx context.Context, serial string) (time.Time, error) {
+	var at pgtype.Timestamptz
+	if err := s.pool.QueryRow(ctx, "SELECT marked_at FROM acme_renew_early WHERE serial = $1", serial).Scan(&at); err != nil {
+		return time.Time{}, readErr(err, "early renewal of "+serial)
+	}
+	return fromTS(at), nil
+}
+
+func (s *Store) ListACMEOrderIDs(ctx context.Context, accountID string, limit int) ([]string, error) {
+	return queryAll(ctx, s.pool, "ACME orders", "SELECT id FROM acme_orders WHERE account_id = $1 ORDER BY created_at DESC, id LIMIT $2", func(row pgx.Row) (string, error) {
+		var id string
+		return id, row.Scan(&id)
+	}, accountID, limit)
 }

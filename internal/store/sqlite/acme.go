@@ -9,16 +9,12 @@ import (
 	"github.com/sigil-pki/sigil/internal/store"
 )
 
-// stmt returns a statement prepared once per store: every ACME request
-// reads its account and order and spends a nonce, and an SQL parse costs
-// about as much as the query. Writer statements (w) are bound to the
-// transaction with StmtContext, which finds them prepared on the writer's
-// only connection.
+// stmt returns a reader statement prepared once per store: every ACME
+// request reads its account and order, and an SQL parse costs about as
+// much as the query. (Not for the writer: its one connection is held by
+// the transaction that would prepare.)
 func (s *Store) stmt(ctx context.Context, db *sql.DB, q string) (*sql.Stmt, error) {
 	key := q
-	if db == s.w {
-		key = "w:" + q
-	}
 	if st, ok := s.acmeStmts.Load(key); ok {
 		return st.(*sql.Stmt), nil
 	}
@@ -45,15 +41,6 @@ func (s *Store) queryRow(ctx context.Context, q string, args ...any) scanner {
 type errRow struct{ err error }
 
 func (e errRow) Scan(...any) error { return e.err }
-
-// exec runs a prepared write in the transaction.
-func (t *txn) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	st, err := t.s.stmt(ctx, t.s.w, q)
-	if err != nil {
-		return nil, err
-	}
-	return t.tx.StmtContext(ctx, st).ExecContext(ctx, args...)
-}
 
 // ACME profiles.
 
@@ -236,7 +223,7 @@ func (s *Store) GetACMEAccountByKey(ctx context.Context, profile, thumbprint str
 
 func (t *txn) InsertACMEOrder(ctx context.Context, o *store.ACMEOrder) error {
 	o.Version = 1
-	_, err := t.exec(ctx, `INSERT INTO acme_orders (id, account_id, profile, status, expires_at, replaces, serial, doc, version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := t.tx.ExecContext(ctx, `INSERT INTO acme_orders (id, account_id, profile, status, expires_at, replaces, serial, doc, version, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		o.ID, o.AccountID, o.Profile, o.Status, micros(o.Expires), o.Replaces, o.Serial, o.Doc, o.Version, micros(o.CreatedAt))
 	if err != nil {
 		return writeErr(err, "ACME order "+o.ID)
@@ -245,7 +232,7 @@ func (t *txn) InsertACMEOrder(ctx context.Context, o *store.ACMEOrder) error {
 }
 
 func (t *txn) UpdateACMEOrder(ctx context.Context, o *store.ACMEOrder) error {
-	n, err := affected(t.exec(ctx, "UPDATE acme_orders SET status = ?, expires_at = ?, serial = ?, doc = ?, version = version + 1 WHERE id = ? AND version = ?",
+	n, err := affected(t.tx.ExecContext(ctx, "UPDATE acme_orders SET status = ?, expires_at = ?, serial = ?, doc = ?, version = version + 1 WHERE id = ? AND version = ?",
 		o.Status, micros(o.Expires), o.Serial, o.Doc, o.ID, o.Version))
 	if err != nil {
 		return writeErr(err, "ACME order "+o.ID)
@@ -295,8 +282,14 @@ func (s *Store) ACMEOrderReplacing(ctx context.Context, certID string) (*store.A
 // Nonces.
 
 func (t *txn) UseACMENonce(ctx context.Context, nonce string, expires time.Time) error {
-	if _, err := t.exec(ctx, "INSERT INTO acme_nonces (nonce, expires_at) VALUES (?, ?)", nonce, expires.UnixMicro()); err != nil {
+	// ON CONFLICT DO NOTHING: a replay must not abort the transaction,
+	// which still records the refusal.
+	n, err := affected(t.tx.ExecContext(ctx, "INSERT INTO acme_nonces (nonce, expires_at) VALUES (?, ?) ON CONFLICT (nonce) DO NOTHING", nonce, expires.UnixMicro()))
+	if err != nil {
 		return writeErr(err, "ACME nonce")
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: ACME nonce already used", store.ErrConflict)
 	}
 	return nil
 }
@@ -307,4 +300,28 @@ func (t *txn) PurgeACMENonces(ctx context.Context, before time.Time) (int64, err
 		return 0, fmt.Errorf("sqlite: purging ACME nonces: %w", err)
 	}
 	return n, nil
+}
+
+// Early renewal (ARI).
+
+func (t *txn) MarkRenewEarly(ctx context.Context, serial string, at time.Time) error {
+	if _, err := t.tx.ExecContext(ctx, "INSERT INTO acme_renew_early (serial, marked_at) VALUES (?, ?) ON CONFLICT (serial) DO NOTHING", serial, at.UnixMicro()); err != nil {
+		return writeErr(err, "early renewal of "+serial)
+	}
+	return nil
+}
+
+func (s *Store) RenewEarlyAt(ctx context.Context, serial string) (time.Time, error) {
+	var at sql.NullInt64
+	if err := s.queryRow(ctx, "SELECT marked_at FROM acme_renew_early WHERE serial = ?", serial).Scan(&at); err != nil {
+		return time.Time{}, readErr(err, "early renewal of "+serial)
+	}
+	return fromMicros(at), nil
+}
+
+func (s *Store) ListACMEOrderIDs(ctx context.Context, accountID string, limit int) ([]string, error) {
+	return queryAll(ctx, s.r, "ACME orders", "SELECT id FROM acme_orders WHERE account_id = ? ORDER BY created_at DESC, id LIMIT ?", func(sc scanner) (string, error) {
+		var id string
+		return id, sc.Scan(&id)
+	}, accountID, limit)
 }

@@ -15,6 +15,19 @@ var acmeTests = []test{
 	{"Accounts", testACMEAccounts},
 	{"Orders", testACMEOrders},
 	{"Nonces", testACMENonces},
+	{"RenewEarly", testRenewEarly},
+}
+
+func testRenewEarly(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	_, err := s.RenewEarlyAt(ctx, "abc")
+	wantErr(t, "unmarked", err, store.ErrNotFound)
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.MarkRenewEarly(ctx, "abc", base) })
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.MarkRenewEarly(ctx, "abc", base.Add(5e9)) })
+	at, err := s.RenewEarlyAt(ctx, "abc")
+	if err != nil || !at.Equal(canonTime(base)) {
+		t.Fatalf("RenewEarlyAt: %v %v, want the first mark", at, err)
+	}
 }
 
 func testACMEProfiles(t *testing.T, s store.Store) {
@@ -36,7 +49,9 @@ func testACMEProfiles(t *testing.T, s store.Store) {
 
 func testACMESecrets(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.InsertACMESecret(ctx, "nonce", []byte{0, 1, 0xff}) })
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		return tx.InsertACMESecret(ctx, "nonce", []byte{0, 1, 0xff})
+	})
 	err := s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.InsertACMESecret(ctx, "nonce", []byte{9}) })
 	wantErr(t, "second secret", err, store.ErrConflict)
 	b, err := s.GetACMESecret(ctx, "nonce")
@@ -140,6 +155,13 @@ func testACMEOrders(t *testing.T, s store.Store) {
 	got, err := s.GetACMEOrder(ctx, "o1")
 	if err != nil || got.Status != "valid" || got.Serial != "abc" || string(got.Doc) != `{"x":2}` || got.Version != 2 || !got.Expires.Equal(canonTime(base.Add(7))) {
 		t.Fatalf("GetACMEOrder: %+v %v", got, err)
+	}
+	ids, err := s.ListACMEOrderIDs(ctx, "a1", 2)
+	if err != nil || len(ids) != 2 {
+		t.Fatalf("ListACMEOrderIDs: %v %v", ids, err)
+	}
+	if none, err := s.ListACMEOrderIDs(ctx, "nobody", 10); err != nil || len(none) != 0 {
+		t.Fatalf("ListACMEOrderIDs(nobody): %v %v", none, err)
 	}
 	r, err := s.ACMEOrderReplacing(ctx, "aki.serial")
 	if err != nil || r.ID != "o1" {

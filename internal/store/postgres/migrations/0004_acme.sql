@@ -57,3 +57,10 @@ CREATE TABLE acme_nonces (
     expires_at timestamptz NOT NULL
 );
 CREATE INDEX acme_nonces_expires ON acme_nonces (expires_at);
+
+-- Certificates an operator asked ACME clients to renew early (ARI, RFC 9773):
+-- their renewal window opens at once.
+CREATE TABLE acme_renew_early (
+    serial     text COLLATE "C" PRIMARY KEY,
+    marked_at  timestamptz NOT NULL
+);
