@@ -219,9 +219,6 @@ func (s *Server) newOrder(ctx context.Context, q *request) (*response, error) {
 	if err := s.ra.ACMECheckNames(ctx, q.caller, q.profile, q.acct.Owner, names); err != nil {
 		return nil, rejectedIdentifier("%v", err)
 	}
-	if p := s.limit.take(q.acct.ID, names); p != nil {
-		return nil, p
-	}
 	if in.Replaces != "" {
 		if err := s.checkReplaces(ctx, q, in.Replaces); err != nil {
 			return nil, err
@@ -234,6 +231,9 @@ func (s *Server) newOrder(ctx context.Context, q *request) (*response, error) {
 		return nil, serverInternal("%v", err)
 	}
 	err = s.change(ctx, q, "acme.order.create", o.ID, map[string]any{"names": names, "replaces": o.Replaces}, func(ctx context.Context, tx store.Tx) error {
+		if err := s.limit.take(ctx, tx, q.acct.ID, names); err != nil {
+			return err
+		}
 		return tx.InsertACMEOrder(ctx, o)
 	})
 	if errors.Is(err, store.ErrConflict) && o.Replaces != "" {

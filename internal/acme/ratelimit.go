@@ -1,58 +1,79 @@
 package acme
 
 import (
+	"context"
+	"fmt"
 	"net/http"
-	"sync"
+	"slices"
 	"time"
+
+	"github.com/sigil-pki/sigil/internal/store"
 )
 
-// limiter counts new orders per account and per name in fixed windows.
-// Counts are per replica: with N replicas a client can reach N times a
-// limit (docs/acme.md).
+// limiter counts new orders per account and per name in fixed windows
+// (aligned on multiples of the window), in the store: every replica counts
+// in the same rows, inside the order's own transaction, so N replicas allow
+// the limit once, not N times, and a refused or failed order counts nothing.
 type limiter struct {
 	perAccount, perName int
 	window              time.Duration
 	now                 func() time.Time
-
-	mu     sync.Mutex
-	start  time.Time
-	counts map[string]int
 }
 
 func newLimiter(perAccount, perName int, window time.Duration, now func() time.Time) *limiter {
-	return &limiter{perAccount: perAccount, perName: perName, window: window, now: now, counts: map[string]int{}}
+	return &limiter{perAccount: perAccount, perName: perName, window: window, now: now}
 }
 
-// take counts one order, or refuses it with rateLimited and Retry-After.
-func (l *limiter) take(account string, names []string) *Problem {
-	if l.perAccount <= 0 && l.perName <= 0 {
-		return nil
+// take counts one order in tx, or refuses it with rateLimited and
+// Retry-After (the end of the window).
+func (l *limiter) take(ctx context.Context, tx store.Tx, account string, names []string) error {
+	type key struct {
+		k     string
+		limit int
+		what  string
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	if now.Sub(l.start) >= l.window {
-		l.start, l.counts = now, map[string]int{}
-	}
-	retry := int(l.start.Add(l.window).Sub(now)/time.Second) + 1
-	limited := func(what string) *Problem {
-		p := prob("rateLimited", http.StatusTooManyRequests, "too many new orders for %s; retry after %d s", what, retry)
-		p.retryAfter = retry
-		return p
-	}
-	if l.perAccount > 0 && l.counts["a:"+account] >= l.perAccount {
-		return limited("this account")
+	var keys []key
+	if l.perAccount > 0 {
+		keys = append(keys, key{"a:" + account, l.perAccount, "this account"})
 	}
 	if l.perName > 0 {
 		for _, n := range names {
-			if l.counts["n:"+n] >= l.perName {
-				return limited(n)
-			}
+			keys = append(keys, key{"n:" + n, l.perName, n})
 		}
 	}
-	l.counts["a:"+account]++
-	for _, n := range names {
-		l.counts["n:"+n]++
+	if len(keys) == 0 {
+		return nil
+	}
+	// One lock order for every transaction: no deadlock between two orders
+	// sharing names.
+	slices.SortFunc(keys, func(a, b key) int {
+		switch {
+		case a.k < b.k:
+			return -1
+		case a.k > b.k:
+			return 1
+		}
+		return 0
+	})
+	now := l.now().UTC()
+	start := now.Truncate(l.window)
+	for _, k := range keys {
+		n, ok, err := tx.TakeACMERate(ctx, k.k, start, k.limit)
+		if err != nil {
+			return fmt.Errorf("counting new orders: %w", err)
+		}
+		if !ok {
+			retry := int(start.Add(l.window).Sub(now)/time.Second) + 1
+			p := prob("rateLimited", http.StatusTooManyRequests, "too many new orders for %s (%d of %d in %s); retry after %d s", k.what, n, k.limit, l.window, retry)
+			p.retryAfter = retry
+			return p
+		}
 	}
 	return nil
+}
+
+// purge forgets windows that ended at least one window ago.
+func (l *limiter) purge(ctx context.Context, tx store.Tx) error {
+	_, err := tx.PurgeACMERates(ctx, l.now().Add(-2*l.window))
+	return err
 }

@@ -465,8 +465,10 @@ func (s *Server) spendOnly(ctx context.Context, q *request) error {
 		var b [1]byte
 		_, _ = rand.Read(b[:])
 		if b[0] == 0 {
-			_, err := tx.PurgeACMENonces(ctx, s.now())
-			return err
+			if _, err := tx.PurgeACMENonces(ctx, s.now()); err != nil {
+				return err
+			}
+			return s.limit.purge(ctx, tx)
 		}
 		return nil
 	})

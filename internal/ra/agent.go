@@ -200,7 +200,7 @@ func (r *RA) Enroll(ctx context.Context, req EnrollRequest) (*Issued, *store.Mac
 		return nil, nil, r.refused(ctx, c, action, object, err)
 	}
 	name := tok.Names[0]
-	c = Caller{Protocol: "agent:" + name}
+	c = Caller{Protocol: agentActor(name)}
 	csr, err := checkCSRNames(req.CSR, tok.Names)
 	if err != nil {
 		return nil, nil, r.refused(ctx, c, action, tok.ID, err)
@@ -314,6 +314,10 @@ func checkNames(csr *ca.CSR, bound []string) error {
 	return nil
 }
 
+// agentActor names a machine's own requests in the audit log and in the
+// requester of its certificates.
+func agentActor(machine string) string { return "agent:" + machine }
+
 // AgentIdentity is who an mTLS client certificate proves to be.
 type AgentIdentity struct {
 	Cert    *identity.Certificate
@@ -352,8 +356,10 @@ func (r *RA) authenticateAgent(ctx context.Context, peer []*x509.Certificate) (*
 	if len(rec.DER) == 0 || string(rec.DER) != string(leaf.Raw) {
 		return nil, fail.New(fail.Unauthorized, "the client certificate %s was not issued by this CA", serial.OpenSSL())
 	}
+	// The label alone is not enough: anyone allowed to issue may set labels.
+	// The requester proves the certificate came from an enrolment or renewal.
 	name := rec.Labels[AgentLabel]
-	if name == "" {
+	if name == "" || rec.Requester != agentActor(name) {
 		return nil, fail.New(fail.Unauthorized, "certificate %s was not issued to an agent", serial.OpenSSL())
 	}
 	m, err := r.store.GetMachine(ctx, name)
@@ -386,7 +392,7 @@ func (r *RA) Renew(ctx context.Context, peer []*x509.Certificate, csrData []byte
 		return nil, r.refused(ctx, Caller{Anonymous: true}, action, object, err)
 	}
 	m := id.Machine
-	c := Caller{Protocol: "agent:" + m.Name}
+	c := Caller{Protocol: agentActor(m.Name)}
 	rekey := false
 	switch {
 	case m.State != store.MachineActive:
@@ -522,7 +528,7 @@ func (r *RA) DisableMachine(ctx context.Context, c Caller, name string) (*store.
 	}
 	var revoked []identity.Serial
 	for _, cert := range certs {
-		if cert.Labels[AgentLabel] != name {
+		if cert.Labels[AgentLabel] != name || cert.Requester != agentActor(name) {
 			continue
 		}
 		if _, err := r.Revoke(ctx, c, cert.Serial, identity.ReasonCessationOfOperation); err != nil && fail.KindOf(err) != fail.Conflict {

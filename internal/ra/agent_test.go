@@ -152,10 +152,17 @@ func TestRenewRules(t *testing.T) {
 	_, err = e.ra.Renew(e.ctx, other, csr(t, "m1.test"))
 	wantKind(t, "another machine's names", err, fail.Forbidden, "not bound")
 
-	// A certificate not issued through the agent authenticates nothing.
+	// A certificate not issued through the agent authenticates nothing, even
+	// with the agent label set by whoever issued it.
 	plain := []*x509.Certificate{parseCert(t, e.issue("m1.test").CertPEM)}
 	_, err = e.ra.Renew(e.ctx, plain, csr(t, "m1.test"))
 	wantKind(t, "non-agent certificate", err, fail.Unauthorized, "not issued to an agent")
+	labelled, err := e.ra.Issue(e.ctx, ra.Caller{}, ra.IssueRequest{Profile: "web", CSR: csr(t, "m1.test"), Labels: map[string]string{ra.AgentLabel: "m1.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.ra.Renew(e.ctx, []*x509.Certificate{parseCert(t, labelled.CertPEM)}, csr(t, "m1.test"))
+	wantKind(t, "labelled non-agent certificate", err, fail.Unauthorized, "not issued to an agent")
 
 	// A forged certificate with a real agent certificate's serial and names.
 	fkey := mustKey(t)

@@ -38,6 +38,13 @@ type ACMETx interface {
 	UseACMENonce(ctx context.Context, nonce string, expires time.Time) error
 	// PurgeACMENonces forgets spent nonces that expired before t.
 	PurgeACMENonces(ctx context.Context, before time.Time) (int64, error)
+	// TakeACMERate counts one new order against key (an account or a name)
+	// in the fixed window starting at window, unless the window already
+	// holds limit: then it counts nothing and returns the count, false.
+	// Counting is atomic across transactions and replicas (one upsert).
+	TakeACMERate(ctx context.Context, key string, window time.Time, limit int) (n int, ok bool, err error)
+	// PurgeACMERates forgets windows that started before t.
+	PurgeACMERates(ctx context.Context, before time.Time) (int64, error)
 	// MarkRenewEarly asks ACME clients to renew a certificate now (ARI);
 	// marking twice keeps the first time.
 	MarkRenewEarly(ctx context.Context, serial string, at time.Time) error

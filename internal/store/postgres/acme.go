@@ -293,3 +293,32 @@ func (s *Store) ListACMEOrderIDs(ctx context.Context, accountID string, limit in
 		return id, row.Scan(&id)
 	}, accountID, limit)
 }
+
+// Rate limits.
+
+func (t *txn) TakeACMERate(ctx context.Context, key string, window time.Time, limit int) (int, bool, error) {
+	// ON CONFLICT DO UPDATE locks the row and re-checks the WHERE on its
+	// newest version, so concurrent orders on any replica count exactly.
+	var n int
+	err := t.tx.QueryRow(ctx, `INSERT INTO acme_rate_counts (key, window_start, n) VALUES ($1, $2, 1)
+		ON CONFLICT (key, window_start) DO UPDATE SET n = acme_rate_counts.n + 1 WHERE acme_rate_counts.n < $3
+		RETURNING n`, key, ts(window), limit).Scan(&n)
+	if err == pgx.ErrNoRows {
+		if err := t.tx.QueryRow(ctx, "SELECT n FROM acme_rate_counts WHERE key = $1 AND window_start = $2", key, ts(window)).Scan(&n); err != nil {
+			return 0, false, fmt.Errorf("postgres: reading rate count %s: %w", key, err)
+		}
+		return n, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("postgres: counting rate %s: %w", key, err)
+	}
+	return n, true, nil
+}
+
+func (t *txn) PurgeACMERates(ctx context.Context, before time.Time) (int64, error) {
+	n, err := pgAffected(t.tx.Exec(ctx, "DELETE FROM acme_rate_counts WHERE window_start < $1", ts(before)))
+	if err != nil {
+		return 0, fmt.Errorf("postgres: purging ACME rate counts: %w", err)
+	}
+	return n, nil
+}

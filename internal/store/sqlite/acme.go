@@ -325,3 +325,30 @@ func (s *Store) ListACMEOrderIDs(ctx context.Context, accountID string, limit in
 		return id, sc.Scan(&id)
 	}, accountID, limit)
 }
+
+// Rate limits.
+
+func (t *txn) TakeACMERate(ctx context.Context, key string, window time.Time, limit int) (int, bool, error) {
+	var n int
+	err := t.tx.QueryRowContext(ctx, `INSERT INTO acme_rate_counts (key, window_start, n) VALUES (?, ?, 1)
+		ON CONFLICT (key, window_start) DO UPDATE SET n = acme_rate_counts.n + 1 WHERE acme_rate_counts.n < ?
+		RETURNING n`, key, window.UnixMicro(), limit).Scan(&n)
+	if err == sql.ErrNoRows {
+		if err := t.tx.QueryRowContext(ctx, "SELECT n FROM acme_rate_counts WHERE key = ? AND window_start = ?", key, window.UnixMicro()).Scan(&n); err != nil {
+			return 0, false, fmt.Errorf("sqlite: reading rate count %s: %w", key, err)
+		}
+		return n, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("sqlite: counting rate %s: %w", key, err)
+	}
+	return n, true, nil
+}
+
+func (t *txn) PurgeACMERates(ctx context.Context, before time.Time) (int64, error) {
+	n, err := affected(t.tx.ExecContext(ctx, "DELETE FROM acme_rate_counts WHERE window_start < ?", before.UnixMicro()))
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: purging ACME rate counts: %w", err)
+	}
+	return n, nil
+}

@@ -3,7 +3,9 @@ package storetest
 import (
 	"context"
 	"reflect"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/sigil-pki/sigil/internal/store"
 )
@@ -16,6 +18,7 @@ var acmeTests = []test{
 	{"Orders", testACMEOrders},
 	{"Nonces", testACMENonces},
 	{"RenewEarly", testRenewEarly},
+	{"RateCounts", testACMERates},
 }
 
 func testRenewEarly(t *testing.T, s store.Store) {
@@ -192,4 +195,87 @@ func testACMENonces(t *testing.T, s store.Store) {
 	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.UseACMENonce(ctx, "n1", base) })
 	err = s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.UseACMENonce(ctx, "n2", base) })
 	wantErr(t, "unpurged nonce", err, store.ErrConflict)
+}
+
+// testACMERates: a window counts up to its limit and no further, even
+// under concurrent takes; windows and keys are independent; purge forgets
+// old windows.
+func testACMERates(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	take := func(key string, w int64, limit int) (int, bool) {
+		var n int
+		var ok bool
+		update(t, s, func(ctx context.Context, tx store.Tx) error {
+			var err error
+			n, ok, err = tx.TakeACMERate(ctx, key, base.Add(time.Duration(w)*time.Hour), limit)
+			return err
+		})
+		return n, ok
+	}
+	for i := 1; i <= 2; i++ {
+		if n, ok := take("a:1", 0, 2); !ok || n != i {
+			t.Fatalf("take %d: %d %v", i, n, ok)
+		}
+	}
+	if n, ok := take("a:1", 0, 2); ok || n != 2 {
+		t.Fatalf("take over the limit: %d %v, want 2 false", n, ok)
+	}
+	if n, ok := take("a:1", 1, 2); !ok || n != 1 {
+		t.Fatalf("next window: %d %v", n, ok)
+	}
+	if n, ok := take("n:x.test", 0, 2); !ok || n != 1 {
+		t.Fatalf("other key: %d %v", n, ok)
+	}
+	// A refused take inside a transaction that rolls back counts nothing,
+	// and a take whose transaction rolls back is undone.
+	_ = s.Update(ctx, func(ctx context.Context, tx store.Tx) error {
+		if _, _, err := tx.TakeACMERate(ctx, "n:x.test", base, 2); err != nil {
+			return err
+		}
+		return store.ErrConflict
+	})
+	if n, ok := take("n:x.test", 0, 2); !ok || n != 2 {
+		t.Fatalf("after a rolled-back take: %d %v, want 2 true", n, ok)
+	}
+	// Concurrent takes: exactly limit succeed.
+	const limit, workers = 5, 12
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	granted := 0
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var ok bool
+			err := s.Update(ctx, func(ctx context.Context, tx store.Tx) error {
+				var err error
+				_, ok, err = tx.TakeACMERate(ctx, "a:busy", base, limit)
+				return err
+			})
+			if err != nil {
+				t.Errorf("concurrent take: %v", err)
+			}
+			mu.Lock()
+			if ok {
+				granted++
+			}
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	if granted != limit {
+		t.Fatalf("%d concurrent takes granted, want %d", granted, limit)
+	}
+	var purged int64
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		var err error
+		purged, err = tx.PurgeACMERates(ctx, base.Add(time.Hour))
+		return err
+	})
+	if purged != 3 {
+		t.Fatalf("purged %d windows, want 3 (a:1, n:x.test, a:busy at base)", purged)
+	}
+	if n, ok := take("a:1", 0, 2); !ok || n != 1 {
+		t.Fatalf("after purge: %d %v", n, ok)
+	}
 }

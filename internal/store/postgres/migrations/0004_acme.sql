@@ -64,3 +64,13 @@ CREATE TABLE acme_renew_early (
     serial     text COLLATE "C" PRIMARY KEY,
     marked_at  timestamptz NOT NULL
 );
+
+-- New orders per rate-limit key ("a:" account, "n:" name) in fixed windows,
+-- so that every replica counts against the same limit.
+CREATE TABLE acme_rate_counts (
+    key          text COLLATE "C" NOT NULL,
+    window_start timestamptz NOT NULL,
+    n            integer NOT NULL,
+    PRIMARY KEY (key, window_start)
+);
+CREATE INDEX acme_rate_counts_window ON acme_rate_counts (window_start);

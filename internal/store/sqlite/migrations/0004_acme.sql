@@ -64,3 +64,13 @@ CREATE TABLE acme_renew_early (
     serial     TEXT PRIMARY KEY,
     marked_at  INTEGER NOT NULL
 );
+
+-- New orders per rate-limit key ("a:" account, "n:" name) in fixed windows,
+-- so that every replica counts against the same limit.
+CREATE TABLE acme_rate_counts (
+    key          TEXT NOT NULL,
+    window_start INTEGER NOT NULL,
+    n            INTEGER NOT NULL,
+    PRIMARY KEY (key, window_start)
+);
+CREATE INDEX acme_rate_counts_window ON acme_rate_counts (window_start);
