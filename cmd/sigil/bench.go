@@ -55,6 +55,6 @@ func newBenchCmd(g *globals) *cobra.Command {
 	f.StringVar(&o.KeyType, "key-type", identity.KeyECDSAP256, "key type of the CSRs")
 	f.StringVar(&o.NamePattern, "name-pattern", "bench-%d.test", "DNS name pattern with one %d")
 	f.IntVar(&o.DistinctCSR, "distinct-csrs", 64, "how many different CSRs (keys) to cycle through")
-	cmd.AddCommand(issue, newBenchAgentsCmd(g))
+	cmd.AddCommand(issue, newBenchAgentsCmd(g), newBenchACMECmd(g))
 	return cmd
 }

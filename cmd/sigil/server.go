@@ -69,7 +69,7 @@ func newServerCmd() *cobra.Command {
 	f.IntVar(&cfg.ACME.HTTPPort, "acme-http-port", 80, "ACME validation: port of http-01 requests")
 	f.IntVar(&cfg.ACME.TLSPort, "acme-tls-port", 443, "ACME validation: port of tls-alpn-01 connections")
 	f.IntVar(&cfg.ACME.OrdersPerAccount, "acme-orders-per-account", 1000, "ACME rate limit: new orders per account per --acme-rate-window (0: none)")
-	f.IntVar(&cfg.ACME.OrdersPerName, "acme-orders-per-name", 100, "ACME rate limit: new orders per DNS name per --acme-rate-window (0: none)")
+	f.IntVar(&cfg.ACME.OrdersPerName, "acme-orders-per-name", 100, "ACME rate limit: new orders per DNS name or IP address per --acme-rate-window, across replicas (0: none)")
 	f.DurationVar(&cfg.ACME.RateWindow, "acme-rate-window", time.Hour, "ACME rate limit window")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	addMonitorFlags(f, &cfg.Monitor) // monitor.go

@@ -127,3 +127,24 @@ func FuzzName(f *testing.F) {
 		}
 	})
 }
+
+// FuzzNormalizeIP: an accepted ip identifier is canonical (normalizing its
+// output changes nothing), has no zone, and is never an IPv4-mapped address.
+func FuzzNormalizeIP(f *testing.F) {
+	for _, s := range []string{"127.0.0.1", "::1", "2001:DB8::1", "::ffff:10.0.0.1", "fe80::1%eth0", "1.2.3", "01.2.3.4", "app.test", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		a, err := normalizeIP(v)
+		if err != nil {
+			return
+		}
+		if a.Zone() != "" || a.Is4In6() {
+			t.Fatalf("accepted %q as %v", v, a)
+		}
+		b, err := normalizeIP(a.String())
+		if err != nil || b != a {
+			t.Fatalf("%q → %v is not stable: %v %v", v, a, b, err)
+		}
+	})
+}

@@ -101,7 +101,7 @@ func newEnv(t testing.TB, o envOpts) *env {
 	e.roots.AppendCertsFromPEM(pem)
 	e.http = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: e.roots}, MaxIdleConnsPerHost: 64}}
 	doc := &policy.Document{Profiles: []policy.Profile{{Name: "web", KeyTypes: []string{"ecdsa-p256", "ecdsa-p384", "rsa-2048", "ed25519"},
-		DefaultTTL: policy.Duration(30 * 24 * time.Hour), MaxTTL: policy.Duration(90 * 24 * time.Hour), DNS: []string{"*.test", "*.wild.test"}, ExtKeyUsage: []string{"server_auth"}}}}
+		DefaultTTL: policy.Duration(30 * 24 * time.Hour), MaxTTL: policy.Duration(90 * 24 * time.Hour), DNS: []string{"*.test", "*.wild.test"}, IPs: []string{"127.0.0.0/8", "::1/128"}, ExtKeyUsage: []string{"server_auth"}}}}
 	if _, err := srv.RA().ApplyProfiles(t.Context(), ra.Caller{}, doc); err != nil {
 		t.Fatalf("ApplyProfiles: %v", err)
 	}
@@ -343,6 +343,12 @@ func (c *client) newOrder(names ...string) (string, orderResp) {
 	for _, n := range names {
 		ids = append(ids, map[string]string{"type": "dns", "value": n})
 	}
+	return c.newOrderIdents(ids...)
+}
+
+// newOrderIdents orders arbitrary identifiers ({"type": …, "value": …}).
+func (c *client) newOrderIdents(ids ...map[string]string) (string, orderResp) {
+	c.e.t.Helper()
 	var o orderResp
 	resp, body := c.post(c.url("newOrder"), map[string]any{"identifiers": ids})
 	c.mustOK("newOrder", resp, body, &o)
@@ -374,6 +380,19 @@ func (c *client) solve(o orderResp, answer string) {
 
 func csrFor(t testing.TB, key crypto.Signer, cn string, names ...string) []byte {
 	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}, DNSNames: names}, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}
+
+// csrIPs is a CSR for IP addresses only (cn may be empty).
+func csrIPs(t testing.TB, key crypto.Signer, cn string, ips ...string) []byte {
+	tmpl := &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}
+	for _, s := range ips {
+		tmpl.IPAddresses = append(tmpl.IPAddresses, net.ParseIP(s))
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, tmpl, key)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -102,9 +102,36 @@ func TestRefusals(t *testing.T) {
 		{"name outside the profile", func() (int, []byte, string) {
 			return sendJSON(a, newOrderURL, map[string]any{"identifiers": []map[string]string{{"type": "dns", "value": "bank.example"}}})
 		}, "rejectedIdentifier"},
-		{"ip identifier", func() (int, []byte, string) {
-			return sendJSON(a, newOrderURL, map[string]any{"identifiers": []map[string]string{{"type": "ip", "value": "127.0.0.1"}}})
+		{"unknown identifier type", func() (int, []byte, string) {
+			return sendJSON(a, newOrderURL, map[string]any{"identifiers": []map[string]string{{"type": "email", "value": "a@b.test"}}})
 		}, "unsupportedIdentifier"},
+		{"ip outside the profile's ranges", func() (int, []byte, string) {
+			return sendJSON(a, newOrderURL, map[string]any{"identifiers": []map[string]string{{"type": "ip", "value": "10.1.2.3"}}})
+		}, "rejectedIdentifier"},
+		{"ip identifier that is not an address", func() (int, []byte, string) {
+			return sendJSON(a, newOrderURL, map[string]any{"identifiers": []map[string]string{{"type": "ip", "value": "127.0.0.1.test"}}})
+		}, "rejectedIdentifier"},
+		{"ip identifier with a zone", func() (int, []byte, string) {
+			return sendJSON(a, newOrderURL, map[string]any{"identifiers": []map[string]string{{"type": "ip", "value": "fe80::1%lo"}}})
+		}, "rejectedIdentifier"},
+		{"notBefore in newOrder", func() (int, []byte, string) {
+			return sendJSON(a, newOrderURL, map[string]any{"identifiers": []map[string]string{{"type": "dns", "value": "nb.test"}}, "notBefore": "2030-01-01T00:00:00Z"})
+		}, "malformed"},
+		{"notAfter in newOrder", func() (int, []byte, string) {
+			return sendJSON(a, newOrderURL, map[string]any{"identifiers": []map[string]string{{"type": "dns", "value": "na.test"}}, "notAfter": "2030-01-01T00:00:00Z"})
+		}, "malformed"},
+		{"CSR without the order's IP address", func() (int, []byte, string) {
+			_, o := a.newOrderIdents(map[string]string{"type": "dns", "value": "ipmix.test"}, map[string]string{"type": "ip", "value": "127.0.0.1"})
+			a.solve(o, "")
+			key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			return sendJSON(a, o.Finalize, map[string]any{"csr": b64(csrFor(t, key, "ipmix.test", "ipmix.test"))})
+		}, "badCSR"},
+		{"CSR with an extra IP address", func() (int, []byte, string) {
+			_, o := a.newOrderIdents(map[string]string{"type": "ip", "value": "127.0.0.1"})
+			a.solve(o, "")
+			key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+			return sendJSON(a, o.Finalize, map[string]any{"csr": b64(csrIPs(t, key, "", "127.0.0.1", "127.0.0.2"))})
+		}, "badCSR"},
 		{"another account's order", func() (int, []byte, string) {
 			return sendJSON(a, bOrder.Finalize, map[string]any{"csr": "AAAA"})
 		}, "unauthorized"},

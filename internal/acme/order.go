@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,7 +28,7 @@ const (
 	chTLSALPN1 = "tls-alpn-01"
 )
 
-// Ident is an ACME identifier. Only "dns" is supported.
+// Ident is an ACME identifier: "dns" or "ip" (RFC 8738).
 type Ident struct {
 	Type  string `json:"type"`
 	Value string `json:"value"`
@@ -167,6 +168,17 @@ func normalizeName(v string) (string, bool, error) {
 	return n, wild, nil
 }
 
+// normalizeIP parses an ip identifier (RFC 8738 §3: an IPv4 dotted quad
+// or an IPv6 address, RFC 5952 form on output); zones are refused and an
+// IPv4-mapped IPv6 address is the IPv4 address.
+func normalizeIP(v string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(v)
+	if err != nil || a.Zone() != "" {
+		return netip.Addr{}, rejectedIdentifier("%q is not an IP address", v)
+	}
+	return a.Unmap(), nil
+}
+
 func newToken() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
@@ -190,33 +202,52 @@ func (s *Server) newOrder(ctx context.Context, q *request) (*response, error) {
 		return nil, malformed("notBefore and notAfter are not supported: the profile sets the validity")
 	}
 	doc := &orderDoc{}
-	var names []string
+	var names, dnsNames []string // names: every identifier's value (rate limits, audit)
+	var ips []net.IP
 	for _, id := range in.Identifiers {
-		if id.Type != "dns" {
-			return nil, prob("unsupportedIdentifier", http.StatusBadRequest, "identifier type %q is not supported (dns only)", id.Type)
-		}
-		n, wild, err := normalizeName(id.Value)
-		if err != nil {
-			return nil, err
+		var n string
+		var wild bool
+		var types []string
+		switch id.Type {
+		case "dns":
+			var err error
+			if n, wild, err = normalizeName(id.Value); err != nil {
+				return nil, err
+			}
+			types = []string{chHTTP01, chDNS01, chTLSALPN1}
+			if wild {
+				types = []string{chDNS01}
+			}
+		case "ip":
+			a, err := normalizeIP(id.Value)
+			if err != nil {
+				return nil, err
+			}
+			n = a.String()
+			// RFC 8738 §7: no dns-01 for an address.
+			types = []string{chHTTP01, chTLSALPN1}
+		default:
+			return nil, prob("unsupportedIdentifier", http.StatusBadRequest, "identifier type %q is not supported (dns and ip only)", id.Type)
 		}
 		if slices.Contains(names, n) {
 			continue
 		}
 		names = append(names, n)
-		doc.Identifiers = append(doc.Identifiers, Ident{Type: "dns", Value: n})
-		a := &authzDoc{Identifier: Ident{Type: "dns", Value: strings.TrimPrefix(n, "*.")}, Wildcard: wild, Status: "pending"}
-		tok := newToken()
-		types := []string{chHTTP01, chDNS01, chTLSALPN1}
-		if wild {
-			types = []string{chDNS01}
+		if id.Type == "ip" {
+			ips = append(ips, net.ParseIP(n))
+		} else {
+			dnsNames = append(dnsNames, n)
 		}
+		doc.Identifiers = append(doc.Identifiers, Ident{Type: id.Type, Value: n})
+		a := &authzDoc{Identifier: Ident{Type: id.Type, Value: strings.TrimPrefix(n, "*.")}, Wildcard: wild, Status: "pending"}
+		tok := newToken()
 		for _, t := range types {
 			a.Challenges = append(a.Challenges, &challDoc{Type: t, Token: tok, Status: "pending"})
 		}
 		doc.Authzs = append(doc.Authzs, a)
 	}
 	// Never validate a name the profile would not issue for.
-	if err := s.ra.ACMECheckNames(ctx, q.caller, q.profile, q.acct.Owner, names); err != nil {
+	if err := s.ra.ACMECheckNames(ctx, q.caller, q.profile, q.acct.Owner, dnsNames, ips); err != nil {
 		return nil, rejectedIdentifier("%v", err)
 	}
 	if in.Replaces != "" {
@@ -406,7 +437,7 @@ func (s *Server) challenge(ctx context.Context, q *request) (*response, error) {
 	}
 	a := lo.doc.Authzs[i]
 	vctx, cancel := context.WithTimeout(ctx, s.cfg.ValidationTimeout)
-	verr := s.v.validate(vctx, c.Type, a.Identifier.Value, c.Token, keyAuth(c.Token, q.acct))
+	verr := s.v.validate(vctx, c.Type, a.Identifier, c.Token, keyAuth(c.Token, q.acct))
 	cancel()
 	for attempt := 0; ; attempt++ {
 		a, c = lo.doc.Authzs[i], lo.doc.Authzs[i].Challenges[j]
@@ -496,32 +527,45 @@ func (s *Server) finalize(ctx context.Context, q *request) (*response, error) {
 	return &response{status: http.StatusOK, body: s.orderBody(q, lo), location: q.base + "/order/" + lo.rec.ID}, nil
 }
 
-// csrMatches requires the CSR's names (SANs and CN) to be exactly the
-// order's identifiers.
+// csrMatches requires the CSR's names to be exactly the order's
+// identifiers: its DNS SANs (with a DNS common name) the dns identifiers, its
+// IP SANs (with an IP common name) the ip identifiers (RFC 8738 §4).
 func csrMatches(csr *x509.CertificateRequest, ids []Ident) error {
-	if len(csr.IPAddresses) > 0 || len(csr.URIs) > 0 || len(csr.EmailAddresses) > 0 {
-		return badCSR("the CSR may carry only the order's DNS names")
+	if len(csr.URIs) > 0 || len(csr.EmailAddresses) > 0 {
+		return badCSR("the CSR may carry only the order's DNS names and IP addresses")
 	}
 	want := map[string]bool{}
 	for _, id := range ids {
-		want[id.Value] = true
+		want[id.Type+":"+id.Value] = true
 	}
 	got := map[string]bool{}
 	for _, n := range csr.DNSNames {
-		got[strings.ToLower(n)] = true
+		got["dns:"+strings.ToLower(n)] = true
 	}
-	if cn := strings.ToLower(csr.Subject.CommonName); cn != "" {
-		if !want[cn] {
-			return badCSR("the CSR's common name %q is not an identifier of the order", csr.Subject.CommonName)
+	for _, ip := range csr.IPAddresses {
+		a, ok := netip.AddrFromSlice(ip)
+		if !ok {
+			return badCSR("the CSR carries a malformed IP address")
 		}
-		got[cn] = true
+		got["ip:"+a.Unmap().String()] = true
+	}
+	if cn := csr.Subject.CommonName; cn != "" {
+		key := "dns:" + strings.ToLower(cn)
+		if a, err := netip.ParseAddr(cn); err == nil && a.Zone() == "" {
+			key = "ip:" + a.Unmap().String()
+		}
+		if !want[key] {
+			return badCSR("the CSR's common name %q is not an identifier of the order", cn)
+		}
+		got[key] = true
 	}
 	if len(got) != len(want) {
 		return badCSR("the CSR's names differ from the order's identifiers")
 	}
 	for n := range got {
 		if !want[n] {
-			return badCSR("the CSR names %q, which is not in the order", n)
+			_, v, _ := strings.Cut(n, ":")
+			return badCSR("the CSR names %q, which is not in the order", v)
 		}
 	}
 	return nil

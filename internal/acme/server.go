@@ -42,7 +42,8 @@ type Config struct {
 	TLSPort     int // default 443
 	// ValidationTimeout bounds one challenge validation; default 10s.
 	ValidationTimeout time.Duration
-	// Rate limits: new orders per account and per DNS name within
+	// Rate limits, shared by all replicas through the store: new orders
+	// per account and per identifier (DNS name or IP address) within
 	// RateWindow (0 disables a limit).
 	OrdersPerAccount int
 	OrdersPerName    int

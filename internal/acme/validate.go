@@ -14,6 +14,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -86,14 +87,20 @@ func connProblem(format string, args ...any) *Problem {
 	return prob("connection", http.StatusBadRequest, format, args...)
 }
 
-func (v *validator) validate(ctx context.Context, typ, name, token, keyAuth string) *Problem {
-	switch typ {
-	case chHTTP01:
-		return v.http01(ctx, name, token, keyAuth)
-	case chDNS01:
-		return v.dns01(ctx, name, keyAuth)
-	case chTLSALPN1:
-		return v.tlsALPN01(ctx, name, keyAuth)
+func (v *validator) validate(ctx context.Context, typ string, id Ident, token, keyAuth string) *Problem {
+	switch {
+	case typ == chHTTP01:
+		return v.http01(ctx, id.Value, token, keyAuth)
+	case typ == chDNS01 && id.Type == "dns":
+		return v.dns01(ctx, id.Value, keyAuth)
+	case typ == chTLSALPN1 && id.Type == "ip":
+		a, err := netip.ParseAddr(id.Value)
+		if err != nil {
+			return malformed("stored ip identifier %q: %v", id.Value, err)
+		}
+		return v.tlsALPN01(ctx, id.Value, reverseName(a), keyAuth)
+	case typ == chTLSALPN1:
+		return v.tlsALPN01(ctx, id.Value, id.Value, keyAuth)
 	}
 	return malformed("unknown challenge type %q", typ)
 }
@@ -171,7 +178,34 @@ func (v *validator) dns01(ctx context.Context, name, keyAuth string) *Problem {
 	return unauthorized("no TXT record at %s holds the expected digest", q)
 }
 
-func (v *validator) tlsALPN01(ctx context.Context, name, keyAuth string) *Problem {
+// reverseName is the in-addr.arpa / ip6.arpa name of an address, without
+// the trailing dot: the SNI of a tls-alpn-01 validation of an IP address
+// (RFC 8738 §6), as SNI cannot carry an address.
+func reverseName(a netip.Addr) string {
+	var b strings.Builder
+	if a.Is4() {
+		o := a.As4()
+		for i := 3; i >= 0; i-- {
+			b.WriteString(strconv.Itoa(int(o[i])))
+			b.WriteByte('.')
+		}
+		b.WriteString("in-addr.arpa")
+		return b.String()
+	}
+	const hex = "0123456789abcdef"
+	o := a.As16()
+	for i := 15; i >= 0; i-- {
+		b.WriteByte(hex[o[i]&0xf])
+		b.WriteByte('.')
+		b.WriteByte(hex[o[i]>>4])
+		b.WriteByte('.')
+	}
+	b.WriteString("ip6.arpa")
+	return b.String()
+}
+
+// tlsALPN01 connects to name (a DNS name or an IP address) with SNI sni.
+func (v *validator) tlsALPN01(ctx context.Context, name, sni, keyAuth string) *Problem {
 	raw, err := v.dial(ctx, "tcp", net.JoinHostPort(name, strconv.Itoa(v.tlsPort)))
 	if err != nil {
 		return connProblem("connecting to %s: %v", name, err)
@@ -180,7 +214,7 @@ func (v *validator) tlsALPN01(ctx context.Context, name, keyAuth string) *Proble
 	if dl, ok := ctx.Deadline(); ok {
 		_ = raw.SetDeadline(dl)
 	}
-	conn := tls.Client(raw, &tls.Config{ServerName: name, NextProtos: []string{tlsALPNProto}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
+	conn := tls.Client(raw, &tls.Config{ServerName: sni, NextProtos: []string{tlsALPNProto}, InsecureSkipVerify: true, MinVersion: tls.VersionTLS12})
 	if err := conn.HandshakeContext(ctx); err != nil {
 		return prob("tls", http.StatusBadRequest, "TLS handshake with %s: %v", name, err)
 	}
@@ -194,9 +228,22 @@ func (v *validator) tlsALPN01(ctx context.Context, name, keyAuth string) *Proble
 	return checkALPNCert(st.PeerCertificates[0], name, keyAuth)
 }
 
+// checkALPNCert checks the tls-alpn-01 certificate: exactly one SAN, the
+// DNS name or (RFC 8738 §6) the IP address validated, and the digest.
 func checkALPNCert(c *x509.Certificate, name, keyAuth string) *Problem {
-	if len(c.DNSNames) != 1 || !strings.EqualFold(c.DNSNames[0], name) || len(c.IPAddresses) > 0 {
+	if a, err := netip.ParseAddr(name); err == nil {
+		var got netip.Addr
+		if len(c.IPAddresses) == 1 {
+			got, _ = netip.AddrFromSlice(c.IPAddresses[0])
+		}
+		if len(c.DNSNames) > 0 || len(c.IPAddresses) != 1 || got.Unmap() != a.Unmap() {
+			return unauthorized("the tls-alpn-01 certificate must name exactly the address %s", name)
+		}
+	} else if len(c.DNSNames) != 1 || !strings.EqualFold(c.DNSNames[0], name) || len(c.IPAddresses) > 0 {
 		return unauthorized("the tls-alpn-01 certificate must name exactly %s", name)
+	}
+	if len(c.URIs) > 0 || len(c.EmailAddresses) > 0 {
+		return unauthorized("the tls-alpn-01 certificate must carry one name only")
 	}
 	want := sha256.Sum256([]byte(keyAuth))
 	for _, e := range c.Extensions {

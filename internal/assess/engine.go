@@ -261,9 +261,10 @@ func ParseBlocklist(r io.Reader) (map[string]bool, error) {
 	return out, sc.Err()
 }
 
-// renewalManaged reports whether the requester renews on schedule: the
-// server itself (its TLS certificate), an agent or an ACME client.
-func renewalManaged(requester string) bool {
+// RenewalManaged reports whether a requester (or audit actor) renews on
+// schedule: the server itself (its TLS certificate), an agent or an ACME
+// client.
+func RenewalManaged(requester string) bool {
 	return requester == "system" || strings.HasPrefix(requester, "agent:") || strings.HasPrefix(requester, "acme:")
 }
 

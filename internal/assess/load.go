@@ -1,6 +1,7 @@
 package assess
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -35,7 +36,12 @@ func (e *Engine) load(ctx context.Context, now time.Time, only []string) (map[st
 		return nil, err
 	}
 	facts := map[string]*Facts{}
-	certs, err := e.Store.ListCertificates(ctx, store.CertFilter{})
+	// Certificates that expired more than a day ago cannot raise findings
+	// of their own from the certificates table; if one is still deployed,
+	// discovery recorded it (with its DER and issued serial) in the
+	// inventory, which is read below. Short-lived certificates renewed all
+	// day would otherwise make every full run read the whole history.
+	certs, err := e.Store.ListCertificates(ctx, store.CertFilter{NotAfterAfter: now.Add(-24 * time.Hour)})
 	if err != nil {
 		return nil, fmt.Errorf("reading certificates: %w", err)
 	}
@@ -67,23 +73,22 @@ func (e *Engine) load(ctx context.Context, now time.Time, only []string) (map[st
 			rc.certsByKey[f.SPKI]++
 		}
 	}
-	// The inventory, page by page.
-	after := ""
-	for {
-		ids, err := e.Store.ListInventory(ctx, store.InventoryFilter{After: after, Limit: pageSize})
-		if err != nil {
-			return nil, fmt.Errorf("reading the inventory: %w", err)
-		}
-		if len(ids) == 0 {
-			break
-		}
-		after = ids[len(ids)-1].Fingerprint
-		if err := e.mergeInventory(ctx, now, rc, facts, ids, true); err != nil {
+	// The inventory, page by page. Reading is pipelined: one goroutine
+	// lists identity pages, another reads each page's locations, while this
+	// one merges the previous page (the reader pool serves them at once).
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	pages, errc := e.readInventory(rctx)
+	for p := range pages {
+		if err := e.mergePage(now, rc, facts, p.ids, p.locs, true); err != nil {
+			cancel()
+			for range pages { // let the readers finish
+			}
 			return nil, err
 		}
-		if len(ids) < pageSize {
-			break
-		}
+	}
+	if err := <-errc; err != nil {
+		return nil, err
 	}
 	for _, f := range facts {
 		e.finish(f, rc)
@@ -165,7 +170,7 @@ func (e *Engine) sigilFacts(c *identity.Certificate, rc *runContext) (*Facts, er
 		f.Revoked, f.RevokedAt = true, c.RevokedAt
 	}
 	f.SupersededAt = rc.superseded[string(c.Serial)]
-	if renewalManaged(c.Requester) {
+	if RenewalManaged(c.Requester) {
 		f.RenewalManaged, f.RenewAt = true, renewAt(c.NotBefore, c.NotAfter)
 	}
 	return f, nil
@@ -177,14 +182,90 @@ func (e *Engine) mergeInventory(ctx context.Context, now time.Time, rc *runConte
 	if len(ids) == 0 {
 		return nil
 	}
+	locs, err := e.Store.ListInventoryLocations(ctx, fingerprints(ids)...)
+	if err != nil {
+		return fmt.Errorf("reading inventory locations: %w", err)
+	}
+	return e.mergePage(now, rc, facts, ids, locs, full)
+}
+
+func fingerprints(ids []*store.InventoryIdentity) []string {
 	fps := make([]string, len(ids))
 	for i, id := range ids {
 		fps[i] = id.Fingerprint
 	}
-	locs, err := e.Store.ListInventoryLocations(ctx, fps...)
-	if err != nil {
-		return fmt.Errorf("reading inventory locations: %w", err)
-	}
+	return fps
+}
+
+// invPage is one page of identities with their locations.
+type invPage struct {
+	ids  []*store.InventoryIdentity
+	locs []*store.InventoryLocation
+}
+
+// readInventory streams the whole inventory in pages: one goroutine lists
+// identity pages, another reads each page's locations. The page channel is
+// closed at the end; then the error channel yields the first error (or
+// nil). Cancel ctx to stop early.
+func (e *Engine) readInventory(ctx context.Context) (<-chan invPage, <-chan error) {
+	idPages := make(chan []*store.InventoryIdentity, 1)
+	listErr := make(chan error, 1)
+	pages := make(chan invPage, 1)
+	out := make(chan error, 1)
+	go func() {
+		defer close(idPages)
+		after := ""
+		for {
+			ids, err := e.Store.ListInventory(ctx, store.InventoryFilter{After: after, Limit: pageSize})
+			if err != nil {
+				listErr <- fmt.Errorf("reading the inventory: %w", err)
+				return
+			}
+			if len(ids) == 0 {
+				return
+			}
+			select {
+			case idPages <- ids:
+			case <-ctx.Done():
+				return
+			}
+			if len(ids) < pageSize {
+				return
+			}
+			after = ids[len(ids)-1].Fingerprint
+		}
+	}()
+	go func() {
+		defer close(out)
+		var err error
+		for ids := range idPages {
+			if err != nil {
+				continue // drain: the lister stops at ctx's end or its last page
+			}
+			var locs []*store.InventoryLocation
+			if locs, err = e.Store.ListInventoryLocations(ctx, fingerprints(ids)...); err != nil {
+				err = fmt.Errorf("reading inventory locations: %w", err)
+				continue
+			}
+			select {
+			case pages <- invPage{ids, locs}:
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		}
+		close(pages)
+		select {
+		case lerr := <-listErr: // sent before idPages closed
+			err = cmp.Or(err, lerr)
+		default:
+		}
+		out <- cmp.Or(err, ctx.Err())
+	}()
+	return pages, out
+}
+
+// mergePage merges one page of identities and their locations into facts.
+func (e *Engine) mergePage(now time.Time, rc *runContext, facts map[string]*Facts, ids []*store.InventoryIdentity, locs []*store.InventoryLocation, full bool) error {
 	byFP := map[string][]Location{}
 	for _, l := range locs {
 		byFP[l.Fingerprint] = append(byFP[l.Fingerprint], Location{Kind: string(l.Kind), Host: l.Host, Port: l.Port, Path: l.Path, SNI: l.SNI,

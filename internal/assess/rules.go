@@ -143,11 +143,15 @@ func live(f *Facts, now time.Time) bool {
 	return !f.Revoked && f.SupersededAt.IsZero() && now.Before(f.NotAfter)
 }
 
+// days formats a duration for messages: "29d", or "20h" / "45m" under two days.
 func days(d time.Duration) string {
-	if d >= 48*time.Hour {
+	switch {
+	case d >= 48*time.Hour:
 		return strconv.Itoa(int(d/(24*time.Hour))) + "d"
+	case d >= time.Hour:
+		return strconv.Itoa(int(d.Round(time.Hour)/time.Hour)) + "h"
 	}
-	return d.Round(time.Hour).String()
+	return strconv.Itoa(int(d.Round(time.Minute)/time.Minute)) + "m"
 }
 
 var rules = []Rule{

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
@@ -80,9 +81,10 @@ func (r *RA) ACMEIssue(ctx context.Context, c Caller, req IssueRequest) (*Issued
 }
 
 // ACMECheckNames asks the profile's policy whether it would issue for these
-// DNS names at all, so that an order for a name outside the profile is
-// refused before any validation is attempted.
-func (r *RA) ACMECheckNames(ctx context.Context, c Caller, profile, owner string, names []string) error {
+// DNS names and IP addresses at all, so that an order for a name outside the
+// profile (its dns patterns, its ips ranges) is refused before any
+// validation is attempted.
+func (r *RA) ACMECheckNames(ctx context.Context, c Caller, profile, owner string, names []string, ips []net.IP) error {
 	prof, err := r.profiles.get(ctx, profile)
 	if err != nil {
 		return err
@@ -91,7 +93,11 @@ func (r *RA) ACMECheckNames(ctx context.Context, c Caller, profile, owner string
 	if kts := prof.Profile().KeyTypes; len(kts) > 0 {
 		kt = kts[0]
 	}
-	preq := &policy.Request{CommonName: names[0], DNSNames: names, KeyType: kt, Owner: owner, Requester: policy.Requester{Name: c.name()}}
+	cn := ""
+	if len(names) > 0 {
+		cn = names[0]
+	}
+	preq := &policy.Request{CommonName: cn, DNSNames: names, IPAddresses: ips, KeyType: kt, Owner: owner, Requester: policy.Requester{Name: c.name()}}
 	if _, err := prof.Evaluate(preq); err != nil {
 		var ref *policy.Refusal
 		if errors.As(err, &ref) {

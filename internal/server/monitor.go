@@ -52,9 +52,12 @@ type MonitorConfig struct {
 // webhooks to deliver.
 const monitorTick = time.Second
 
-// fullRunMinGap bounds how often issuance triggers a full re-evaluation
-// (a renewal changes which certificates are superseded).
-const fullRunMinGap = 30 * time.Second
+// fullRunMinGap bounds how often issuance triggers a full re-evaluation (a
+// renewal changes which certificates are superseded). It is well under the
+// renewal grace (1 h), so a renewed certificate is known superseded before
+// its predecessor could count as overdue; and long enough that agents
+// renewing all day do not keep the leader loading the whole store.
+const fullRunMinGap = 5 * time.Minute
 
 type monitor struct {
 	cfg       MonitorConfig
@@ -249,6 +252,12 @@ func (s *Server) runMonitor(ctx context.Context) {
 				// A renewal also supersedes older certificates, which only a
 				// full run sees: one follows within fullRunMinGap.
 				dirty = true
+				if assess.RenewalManaged(e.Actor) {
+					// Agents, ACME clients and the server renew on schedule:
+					// their new certificates wait for that full run rather
+					// than cost an evaluation per renewal.
+					continue
+				}
 			}
 			if c, err := s.store.GetCertificate(ctx, identity.Serial(e.Object)); err == nil && c.Fingerprint != "" {
 				touched = append(touched, c.Fingerprint)

@@ -11,6 +11,8 @@ type AssessTx interface {
 	// resolved, gets FirstSeen = f.LastSeen and ResolvedAt cleared (a
 	// reopened finding is a new occurrence); an open one keeps FirstSeen and
 	// takes the other fields. It reports whether the finding was opened.
+	// Callers never refresh a finding at the very instant it was first
+	// seen (a backend may then report it as opened).
 	UpsertFinding(ctx context.Context, f *Finding) (opened bool, err error)
 	// ResolveFinding marks an open finding resolved at at; ErrNotFound if it
 	// is not open.

@@ -12,32 +12,29 @@ import (
 
 // Findings.
 
+// UpsertFinding is one statement: the engine writes up to every finding of
+// an estate in a run, so it does not read first. A row whose first_seen
+// equals the new last_seen was inserted or reopened (a refresh keeps an
+// earlier first_seen: the engine never writes one finding twice at one
+// instant).
 func (t *txn) UpsertFinding(ctx context.Context, f *store.Finding) (bool, error) {
 	f.LastSeen = f.LastSeen.UTC().Truncate(time.Microsecond)
-	var resolved sql.NullInt64
-	err := t.tx.QueryRowContext(ctx, "SELECT resolved_at FROM findings WHERE id = ?", f.ID).Scan(&resolved)
-	exists := err == nil
-	if err != nil && err != sql.ErrNoRows {
-		return false, readErr(err, "finding "+f.ID)
-	}
-	opened := !exists || resolved.Valid
-	if opened {
-		f.FirstSeen, f.ResolvedAt = f.LastSeen, time.Time{}
-		_, err = t.tx.ExecContext(ctx, `INSERT INTO findings
-			(id, rule, severity, rank, subject, serial, location, message, first_seen, last_seen, resolved_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL)
-			ON CONFLICT (id) DO UPDATE SET rule = excluded.rule, severity = excluded.severity, rank = excluded.rank,
-				subject = excluded.subject, serial = excluded.serial, location = excluded.location,
-				message = excluded.message, first_seen = excluded.first_seen, last_seen = excluded.last_seen,
-				resolved_at = NULL`,
-			f.ID, f.Rule, f.Severity, f.Rank, f.Subject, f.Serial, f.Location, f.Message, f.LastSeen.UnixMicro(), f.LastSeen.UnixMicro())
-	} else {
-		_, err = t.tx.ExecContext(ctx, `UPDATE findings SET rule = ?, severity = ?, rank = ?, subject = ?, serial = ?,
-			location = ?, message = ?, last_seen = ? WHERE id = ?`,
-			f.Rule, f.Severity, f.Rank, f.Subject, f.Serial, f.Location, f.Message, f.LastSeen.UnixMicro(), f.ID)
-	}
+	var first int64
+	err := t.tx.QueryRowContext(ctx, `INSERT INTO findings
+		(id, rule, severity, rank, subject, serial, location, message, first_seen, last_seen, resolved_at)
+		VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, NULL)
+		ON CONFLICT (id) DO UPDATE SET rule = excluded.rule, severity = excluded.severity, rank = excluded.rank,
+			subject = excluded.subject, serial = excluded.serial, location = excluded.location, message = excluded.message,
+			first_seen = CASE WHEN findings.resolved_at IS NULL THEN findings.first_seen ELSE excluded.last_seen END,
+			last_seen = excluded.last_seen, resolved_at = NULL
+		RETURNING first_seen`,
+		f.ID, f.Rule, f.Severity, f.Rank, f.Subject, f.Serial, f.Location, f.Message, f.LastSeen.UnixMicro()).Scan(&first)
 	if err != nil {
 		return false, writeErr(err, "finding "+f.ID)
+	}
+	opened := first == f.LastSeen.UnixMicro()
+	if opened {
+		f.FirstSeen, f.ResolvedAt = f.LastSeen, time.Time{}
 	}
 	return opened, nil
 }
