@@ -44,6 +44,7 @@ needed (ACME authenticates by account key); server CPU is read from /metrics.`,
 				fmt.Fprintf(tw, "throughput\t%.0f complete orders/s\n", res.PerSecond)
 				fmt.Fprintf(tw, "latency\tp50 %.1f ms, p90 %.1f ms, p99 %.1f ms (whole order)\n", res.P50ms, res.P90ms, res.P99ms)
 				fmt.Fprintf(tw, "http-01 fetches\t%d\n", res.Validations)
+				fmt.Fprintf(tw, "bench client CPU\t%.2f s (same machine: not available to the server)\n", res.ClientCPU)
 				if res.ServerCPU >= 0 {
 					fmt.Fprintf(tw, "server CPU\t%.2f s, %.0f µs per order, %.0f orders per core-second\n", res.ServerCPU, res.CPUPerOrderUS, res.PerCoreSecond)
 				}

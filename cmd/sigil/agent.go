@@ -117,6 +117,7 @@ Subcommands: status (this machine's state directory); list, show, disable (the s
 	f.StringVar(&cc.Cert, "cert", "", "where to write the certificate (PEM)")
 	f.StringVar(&cc.Key, "key", "", "where to write the private key (PEM, 0600)")
 	f.StringVar(&cc.Chain, "chain", "", "where to write the intermediate chain (PEM)")
+	f.StringVar(&cc.FullChain, "fullchain", "", "where to write the certificate followed by the intermediates (PEM; nginx ssl_certificate)")
 	f.StringVar(&cc.OnChange, "on-change", "", "command (sh -c) to run after the files change, e.g. \"systemctl reload nginx\"")
 	f.StringVar(&cc.KeyType, "key-type", "ecdsa-p256", "key type: ecdsa-p256, ecdsa-p384, rsa-2048, rsa-3072, ed25519")
 	f.BoolVar(&cc.ReuseKey, "reuse-key", false, "keep the key across renewals (default: a new key every time)")

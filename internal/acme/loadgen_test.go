@@ -16,6 +16,9 @@ func TestBenchACME(t *testing.T) {
 	port := freePort(t)
 	e := newEnv(t, envOpts{httpPort: port, perName: 1})
 	c := &sigilclient.Client{BaseURL: e.api, HTTP: e.http}
+	// Connections dialled by the generator but never used stay "new" on
+	// the server, which waits 5 s for them at shutdown: close them first.
+	t.Cleanup(e.http.CloseIdleConnections)
 	before := certCount(t, e)
 	res, err := bench.ACME(t.Context(), c, bench.ACMEOptions{Profile: "web", Orders: 24, Concurrency: 4, HTTPListen: "127.0.0.1:" + itoa(port), NamePattern: "lg-%d.test"})
 	if err != nil {
@@ -42,6 +45,7 @@ func TestBenchACME(t *testing.T) {
 	}
 
 	eab := newEnv(t, envOpts{eabRequired: true})
+	t.Cleanup(eab.http.CloseIdleConnections)
 	_, err = bench.ACME(t.Context(), &sigilclient.Client{BaseURL: eab.api, HTTP: eab.http}, bench.ACMEOptions{Profile: "web", Orders: 1, Concurrency: 1, HTTPListen: "127.0.0.1:0"})
 	if err == nil || !strings.Contains(err.Error(), "External Account Binding") {
 		t.Fatalf("EAB profile: %v", err)

@@ -136,7 +136,9 @@ func (a *Agent) Run(ctx context.Context, once bool) error {
 	var wg sync.WaitGroup
 	for i := range a.cfg.Certificates {
 		cc := &a.cfg.Certificates[i]
-		a.update(cc.Name, func(cs *CertState) { cs.Cert, cs.Key, cs.Chain = cc.Cert, cc.Key, cc.Chain })
+		a.update(cc.Name, func(cs *CertState) {
+			cs.Cert, cs.Key, cs.Chain, cs.FullChain = cc.Cert, cc.Key, cc.Chain, cc.FullChain
+		})
 		wg.Go(func() {
 			w := &worker{a: a, cc: cc}
 			w.own, _ = LookupOwnership(cc.Owner, cc.Group) // checked by Validate
@@ -239,11 +241,15 @@ func (w *worker) run(ctx context.Context, once bool) error {
 
 // deployedDiffers reports deployed files missing or holding another certificate.
 func (w *worker) deployedDiffers() bool {
-	if w.cc.Cert == "" {
-		return false
+	for _, p := range []string{w.cc.Cert, w.cc.FullChain} {
+		if p == "" {
+			continue
+		}
+		if b, err := os.ReadFile(p); err != nil || !bytes.Contains(b, w.id.cert) {
+			return true
+		}
 	}
-	b, err := os.ReadFile(w.cc.Cert)
-	return err != nil || !bytes.Contains(b, w.id.cert)
+	return false
 }
 
 func (w *worker) enrollLoop(ctx context.Context, once bool) error {

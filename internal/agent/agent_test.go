@@ -127,6 +127,9 @@ func TestConfigValidate(t *testing.T) {
 		{"key type", func(c *Config) { c.Certificates[0].KeyType = "dsa" }, "key type"},
 		{"owner", func(c *Config) { c.Certificates[0].Owner = "no-such-user-sigil" }, "owner"},
 		{"token file", func(c *Config) { c.Certificates[0].JoinTokenFile = "/nonexistent/t" }, "join token"},
+		{"fullchain over the key", func(c *Config) {
+			c.Certificates[0].Key, c.Certificates[0].FullChain = "/etc/ssl/a.pem", "/etc/ssl/a.pem"
+		}, "fullchain"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := good()
@@ -148,11 +151,13 @@ certificates:
   - name: a.prod.internal
     cert: /etc/ssl/a.crt
     key: /etc/ssl/a.key
+    fullchain: /etc/ssl/a.fullchain.pem
   - name: b.prod.internal
     sans: [www.prod.internal]
 `), 0o600)
 	c, err := LoadConfig(good)
-	if err != nil || len(c.Certificates) != 2 || c.CheckInterval != 15*time.Second || c.Certificates[1].SANs[0] != "www.prod.internal" {
+	if err != nil || len(c.Certificates) != 2 || c.CheckInterval != 15*time.Second || c.Certificates[1].SANs[0] != "www.prod.internal" ||
+		c.Certificates[0].FullChain != "/etc/ssl/a.fullchain.pem" {
 		t.Fatalf("%+v %v", c, err)
 	}
 	bad := filepath.Join(dir, "bad.yaml")

@@ -40,11 +40,14 @@ type CertConfig struct {
 	Cert          string   `yaml:"cert"`
 	Key           string   `yaml:"key"`
 	Chain         string   `yaml:"chain"`
-	OnChange      string   `yaml:"on-change"`
-	KeyType       string   `yaml:"key-type"`
-	ReuseKey      bool     `yaml:"reuse-key"`
-	Owner         string   `yaml:"owner"`
-	Group         string   `yaml:"group"`
+	// FullChain gets the certificate followed by the intermediates in one
+	// file: what nginx's ssl_certificate wants.
+	FullChain string `yaml:"fullchain"`
+	OnChange  string `yaml:"on-change"`
+	KeyType   string `yaml:"key-type"`
+	ReuseKey  bool   `yaml:"reuse-key"`
+	Owner     string `yaml:"owner"`
+	Group     string `yaml:"group"`
 }
 
 // LoadConfig reads an agent.yaml strictly: unknown keys are errors.
@@ -129,6 +132,9 @@ func (c *Config) Validate() error {
 				return fmt.Errorf("certificate %s: reading the join token: %w", cc.Name, err)
 			}
 			cc.JoinToken = strings.TrimSpace(string(b))
+		}
+		if p := cc.FullChain; p != "" && (p == cc.Key || p == cc.Cert || p == cc.Chain) {
+			return fmt.Errorf("certificate %s: fullchain %s is also the key, cert or chain path", cc.Name, p)
 		}
 		if _, err := LookupOwnership(cc.Owner, cc.Group); err != nil {
 			return fmt.Errorf("certificate %s: %w", cc.Name, err)

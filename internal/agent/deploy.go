@@ -86,7 +86,8 @@ func writeAtomic(path string, data []byte, perm os.FileMode, own Ownership) (err
 	return nil
 }
 
-// deploy writes the key (0600), then the certificate and chain (0644).
+// deploy writes the key (0600), then the certificate, chain and full chain
+// (0644).
 // A key path equal to the certificate path gets key and certificate in one
 // file (as HAProxy wants). The key goes first: a server that reloads only
 // after the hook never sees the new certificate without its key.
@@ -113,6 +114,12 @@ func deploy(cc *CertConfig, id *identity, own Ownership) error {
 			return err
 		}
 	}
+	if cc.FullChain != "" {
+		full := append(append([]byte{}, id.cert...), id.chain...)
+		if err := writeAtomic(cc.FullChain, full, 0o644, own); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
@@ -129,7 +136,7 @@ func runHook(ctx context.Context, cc *CertConfig, id *identity) error {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "sh", "-c", cc.OnChange)
 	cmd.Env = append(os.Environ(),
-		"SIGIL_NAME="+cc.Name, "SIGIL_CERT="+cc.Cert, "SIGIL_KEY="+cc.Key, "SIGIL_CHAIN="+cc.Chain,
+		"SIGIL_NAME="+cc.Name, "SIGIL_CERT="+cc.Cert, "SIGIL_KEY="+cc.Key, "SIGIL_CHAIN="+cc.Chain, "SIGIL_FULLCHAIN="+cc.FullChain,
 		"SIGIL_SERIAL="+id.leaf.SerialNumber.Text(16), "SIGIL_NOT_AFTER="+id.leaf.NotAfter.UTC().Format(time.RFC3339))
 	out, err := cmd.CombinedOutput()
 	if err != nil {

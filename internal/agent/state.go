@@ -63,6 +63,8 @@ type CertState struct {
 	Cert    string `json:"cert,omitempty"`
 	Key     string `json:"key,omitempty"`
 	Chain   string `json:"chain,omitempty"`
+	// FullChain is the certificate followed by its chain.
+	FullChain string `json:"fullchain,omitempty"`
 }
 
 // ReadState reads agent.json from a state directory.

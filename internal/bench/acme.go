@@ -20,6 +20,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/sigil-pki/sigil/internal/client"
@@ -50,6 +51,7 @@ type ACMEResult struct {
 	P90ms         float64       `json:"p90_ms"`
 	P99ms         float64       `json:"p99_ms"`
 	Validations   int64         `json:"http01_requests"`    // http-01 fetches the server made
+	ClientCPU     float64       `json:"client_cpu_seconds"` // this process (JWS, CSRs, TLS, http-01)
 	ServerCPU     float64       `json:"server_cpu_seconds"` // -1 if unknown
 	CPUPerOrderUS float64       `json:"server_cpu_us_per_order"`
 	PerCoreSecond float64       `json:"orders_per_core_second"`
@@ -100,6 +102,7 @@ func ACME(ctx context.Context, c *client.Client, o ACMEOptions) (*ACMEResult, er
 	warm.Wait()
 
 	cpuBefore, cpuErr := serverCPU(ctx, c)
+	selfBefore := selfCPU()
 	lat := make([]time.Duration, o.Orders)
 	var next, errs atomic.Int64
 	var firstErr atomic.Value
@@ -130,7 +133,8 @@ func ACME(ctx context.Context, c *client.Client, o ACMEOptions) (*ACMEResult, er
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	res := &ACMEResult{Orders: o.Orders, Errors: int(errs.Load()), Concurrency: o.Concurrency, Elapsed: elapsed, ServerCPU: -1, Validations: tokens.hits.Load()}
+	res := &ACMEResult{Orders: o.Orders, Errors: int(errs.Load()), Concurrency: o.Concurrency, Elapsed: elapsed, ServerCPU: -1, Validations: tokens.hits.Load(),
+		ClientCPU: selfCPU() - selfBefore}
 	if v, ok := firstErr.Load().(string); ok {
 		res.FirstError = v
 		if res.Errors == 0 { // a worker could not even start
@@ -150,6 +154,15 @@ func ACME(ctx context.Context, c *client.Client, o ACMEOptions) (*ACMEResult, er
 		}
 	}
 	return res, nil
+}
+
+// selfCPU is this process's user+system CPU time in seconds.
+func selfCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
 }
 
 // tokenServer answers http-01 requests from the tokens of orders in flight.

@@ -684,6 +684,7 @@ certificates:
     cert: %s/a.crt
     key: %s/a.key
     chain: %s/a.chain
+    fullchain: %s/a.full
     on-change: touch %s/a.reloaded
     owner: "%d"
     group: "%d"
@@ -693,7 +694,7 @@ certificates:
     cert: %s/b.pem
     key: %s/b.pem
     key-type: ed25519
-`, in.srv.APIURL, in.rootFingerprint(), filepath.Join(m, "state"), in.joinToken("cfg-a.prod.internal"), m, m, m, m, uid, gid, m, m, m)
+`, in.srv.APIURL, in.rootFingerprint(), filepath.Join(m, "state"), in.joinToken("cfg-a.prod.internal"), m, m, m, m, m, uid, gid, m, m, m)
 	writeFile(t, m, "b.token", []byte(in.joinToken("cfg-b.prod.internal", "www-b.prod.internal")+"\n"))
 	conf := writeFile(t, m, "agent.yaml", []byte(cfg))
 	cmd := exec.Command(sigilBin, "agent", "--config", conf, "--once")
@@ -706,6 +707,15 @@ certificates:
 	}
 	if _, err := tls.LoadX509KeyPair(filepath.Join(m, "a.crt"), filepath.Join(m, "a.key")); err != nil {
 		t.Fatalf("a: %v", err)
+	}
+	// The full chain verifies on its own with openssl, as nginx loads it:
+	// the leaf first, its intermediates after it in the same file.
+	full := filepath.Join(m, "a.full")
+	if out := mustOpenSSL(t, "verify", "-CAfile", filepath.Join(in.dir, "root.pem"), "-untrusted", full, full); !strings.Contains(out, ": OK") {
+		t.Fatalf("openssl verify of the full chain: %s", out)
+	}
+	if pair, err := tls.LoadX509KeyPair(full, filepath.Join(m, "a.key")); err != nil || len(pair.Certificate) < 2 {
+		t.Fatalf("full chain with the key: %v", err)
 	}
 	combined, err := tls.LoadX509KeyPair(filepath.Join(m, "b.pem"), filepath.Join(m, "b.pem"))
 	if err != nil {
@@ -755,7 +765,7 @@ func TestAgentHookFailure(t *testing.T) {
 	ok := filepath.Join(m, "ok")
 	args := []string{"--server", in.srv.APIURL, "--root-fingerprint", in.rootFingerprint(), "--name", name,
 		"--cert", filepath.Join(m, "c.pem"), "--key", filepath.Join(m, "k.pem"), "--chain", filepath.Join(m, "ch.pem"),
-		"--on-change", "test -f " + ok + " || { echo reload refused; exit 3; }", "--state", state, "--check-interval", "1s"}
+		"--fullchain", filepath.Join(m, "full.pem"), "--on-change", "test -f " + ok + " || { echo reload refused; exit 3; }", "--state", state, "--check-interval", "1s"}
 	cmd := exec.Command(sigilBin, append([]string{"agent", "--once", "--join-token", in.joinToken(name)}, args...)...)
 	cmd.Env = append(os.Environ(), "SIGIL_TOKEN=", "SIGIL_ROOT=")
 	out, err := cmd.CombinedOutput()
@@ -768,6 +778,11 @@ func TestAgentHookFailure(t *testing.T) {
 	}
 	if _, err := tls.LoadX509KeyPair(filepath.Join(m, "c.pem"), filepath.Join(m, "k.pem")); err != nil {
 		t.Fatalf("the certificate was not kept: %v", err)
+	}
+	leafPEM, _ := os.ReadFile(filepath.Join(m, "c.pem"))
+	chainPEM, _ := os.ReadFile(filepath.Join(m, "ch.pem"))
+	if full, _ := os.ReadFile(filepath.Join(m, "full.pem")); string(full) != string(leafPEM)+string(chainPEM) {
+		t.Fatalf("--fullchain is not the certificate followed by the chain:\n%s", full)
 	}
 	// The running agent retries the hook until it succeeds, without re-issuing.
 	p := startAgent(t, args...)

@@ -27,18 +27,25 @@ import (
 	"github.com/sigil-pki/sigil/internal/client"
 	"github.com/sigil-pki/sigil/internal/notify"
 	"github.com/sigil-pki/sigil/internal/server"
+	"github.com/sigil-pki/sigil/internal/store/postgres/pgtest"
 )
 
 // startMonitored starts a server like startServer, with monitoring options
 // and a short background interval.
 func startMonitored(t *testing.T, dir string, mon server.MonitorConfig) *instance {
 	t.Helper()
+	return startMonitoredDB(t, dir, "", mon)
+}
+
+// startMonitoredDB is startMonitored on a given store (server.Config.DB).
+func startMonitoredDB(t *testing.T, dir, db string, mon server.MonitorConfig) *instance {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	srv, err := server.New(ctx, server.Config{DataDir: dir, Listen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Dev: true, Log: log,
+	srv, err := server.New(ctx, server.Config{DataDir: dir, DB: db, Listen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Dev: true, Log: log,
 		BackgroundInterval: time.Second, Monitor: mon})
 	if err != nil {
 		cancel()
@@ -562,6 +569,65 @@ func TestAuditSinkRequiredFailsClosed(t *testing.T) {
 		got := strings.Join(tc2.got(), ",")
 		if !strings.Contains(got, "cert.issue") {
 			return "got " + got
+		}
+		return ""
+	})
+}
+
+// TestAuditSinkRequiredReplicas: two servers on one PostgreSQL database with
+// a required sink. Only the lease holder ships, but both refuse writes while
+// the sink is down (they read the shared sink state) and both accept again
+// once it is back; events from both reach the collector.
+func TestAuditSinkRequiredReplicas(t *testing.T) {
+	dsn := pgtest.FreshDatabase(t)
+	tc := listenSyslogTCP(t, "127.0.0.1:0")
+	addr := tc.ln.Addr().String()
+	mon := server.MonitorConfig{AuditSinks: []string{"tcp://" + addr}, AuditSinkRequired: true}
+	dir := t.TempDir()
+	a := startMonitoredDB(t, dir, dsn, mon)
+	b := startMonitoredDB(t, dir, dsn, mon)
+	work := t.TempDir()
+	prof := writeFile(t, work, "p.yaml", []byte(testProfiles))
+	eventually(t, "gate opens", 20*time.Second, func() string {
+		if _, errOut, code := a.cli("profile", "apply", "-f", prof); code != 0 {
+			return errOut
+		}
+		return ""
+	})
+	issue := func(in *instance, name string) (string, int) {
+		_, errOut, code := in.cli("cert", "issue", "--profile", "web", "--name", name, "--key-out", filepath.Join(work, name+".key"), "--out", filepath.Join(work, name+".crt"))
+		return errOut, code
+	}
+	for _, in := range []*instance{a, b} {
+		eventually(t, "issue while the sink is up", 20*time.Second, func() string {
+			if errOut, code := issue(in, "up"+strings.TrimPrefix(in.srv.APIURL, "https://127.0.0.1:")+".test"); code != 0 {
+				return errOut
+			}
+			return ""
+		})
+	}
+	tc.stop()
+	for i, in := range []*instance{a, b} {
+		eventually(t, "both replicas refuse while the sink is down", 20*time.Second, func() string {
+			if errOut, code := issue(in, "down"+strings.Repeat("x", i+1)+".test"); code != 2 || !strings.Contains(errOut, "audit sink") {
+				return errOut
+			}
+			return ""
+		})
+	}
+	tc2 := listenSyslogTCP(t, addr)
+	for i, in := range []*instance{a, b} {
+		eventually(t, "both replicas accept again", 20*time.Second, func() string {
+			if errOut, code := issue(in, "back"+strings.Repeat("y", i+1)+".test"); code != 0 {
+				return errOut
+			}
+			return ""
+		})
+	}
+	eventually(t, "events of both replicas reach the collector", 10*time.Second, func() string {
+		n := strings.Count(strings.Join(tc2.got(), ","), "cert.issue")
+		if n < 2 {
+			return "got " + strings.Join(tc2.got(), ",")
 		}
 		return ""
 	})

@@ -420,14 +420,23 @@ func (r *RA) Renew(ctx context.Context, peer []*x509.Certificate, csrData []byte
 	out, err := r.issue(ctx, c, IssueRequest{
 		Profile: m.Profile, CSR: csrData, parsed: csr, Labels: map[string]string{AgentLabel: m.Name},
 		inTx: func(ctx context.Context, tx store.Tx, rec *identity.Certificate) error {
-			if err := tx.SetMachineCert(ctx, m.Name, rec.Serial, now); err != nil {
-				if errors.Is(err, store.ErrConflict) {
+			// The checks above read the machine outside this transaction;
+			// the compare-and-swap on its current serial makes them hold
+			// at commit: of requests racing to replace one certificate,
+			// one wins and the others' certificates stay planned.
+			if err := tx.SetMachineCert(ctx, m.Name, m.CurrentSerial, rec.Serial, now); err != nil {
+				switch {
+				case errors.Is(err, store.ErrMachineDisabled):
 					return fail.New(fail.Forbidden, "machine %s is disabled: renewal refused", m.Name)
+				case errors.Is(err, store.ErrConflict) && rekey:
+					return fail.New(fail.Conflict, "revoked certificate %s has already been replaced by a concurrent re-key", id.Cert.Serial.OpenSSL())
+				case errors.Is(err, store.ErrConflict):
+					return fail.New(fail.Conflict, "machine %s: certificate %s was replaced by a concurrent renewal; retry", m.Name, m.CurrentSerial.OpenSSL())
 				}
 				return err
 			}
 			return tx.AppendAudit(ctx, r.event(c, action, m.Name, audit.ResultSuccess, map[string]any{
-				"previous": id.Cert.Serial, "serial": rec.Serial, "rekey_after_revocation": rekey}))
+				"previous": id.Cert.Serial, "replaced": m.CurrentSerial, "serial": rec.Serial, "rekey_after_revocation": rekey}))
 		},
 	})
 	if err != nil {

@@ -2,6 +2,7 @@ package ra_test
 
 import (
 	"crypto"
+	"encoding/json"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -250,5 +251,123 @@ func TestDisableMachine(t *testing.T) {
 	wantKind(t, "renewal of a disabled machine", err, fail.Forbidden, "disabled")
 	_, _, err = e.ra.DisableMachine(e.ctx, ra.Caller{}, "nope.test")
 	wantKind(t, "unknown machine", err, fail.NotFound, "not found")
+	e.verifyChain()
+}
+
+// raceRenew runs n renewals with the same peer certificate at once and
+// returns their results.
+func (e *env) raceRenew(peer []*x509.Certificate, name string, n int) ([]*ra.Issued, []error) {
+	csrs := make([][]byte, n)
+	for i := range csrs {
+		csrs[i] = csr(e.t, name)
+	}
+	outs, errs := make([]*ra.Issued, n), make([]error, n)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			outs[i], errs[i] = e.ra.Renew(e.ctx, peer, csrs[i])
+		})
+	}
+	close(start)
+	wg.Wait()
+	return outs, errs
+}
+
+// TestRekeyRace: of many re-key requests racing with one revoked
+// certificate, exactly one is issued; the others are refused and audited.
+func TestRekeyRace(t *testing.T) {
+	e := newEnv(t)
+	peer, _ := e.enroll("rk.test")
+	serial := identity.SerialFromBig(peer[0].SerialNumber)
+	if _, err := e.ra.Revoke(e.ctx, ra.Caller{}, serial, identity.ReasonSuperseded); err != nil {
+		t.Fatal(err)
+	}
+	seq := e.head()
+	const n = 8
+	outs, errs := e.raceRenew(peer, "rk.test", n)
+	var won *ra.Issued
+	for i, err := range errs {
+		switch {
+		case err == nil && won == nil:
+			won = outs[i]
+		case err == nil:
+			t.Errorf("a second re-key with revoked certificate %s succeeded: %s", serial, outs[i].Record.Serial)
+		case fail.KindOf(err) != fail.Conflict && fail.KindOf(err) != fail.Unauthorized:
+			t.Errorf("losing re-key: %v (kind %v)", err, fail.KindOf(err))
+		}
+	}
+	if won == nil {
+		t.Fatalf("no re-key succeeded: %v", errs)
+	}
+	if got := len(e.agentCerts("rk.test")); got != 2 {
+		t.Fatalf("%d certificates issued or revoked for the machine, want 2 (the revoked one and one replacement)", got)
+	}
+	if m, _ := e.st.GetMachine(e.ctx, "rk.test"); m.CurrentSerial != won.Record.Serial {
+		t.Fatalf("machine current serial %s, want the winner's %s", m.CurrentSerial, won.Record.Serial)
+	}
+	refused := 0
+	for _, ev := range e.eventsAfter(seq) {
+		if ev.Action == "agent.renew" && ev.Result == "refused" {
+			refused++
+		}
+	}
+	if refused != n-1 {
+		t.Fatalf("%d refused re-keys audited, want %d", refused, n-1)
+	}
+	e.verifyChain()
+}
+
+// TestRenewRace: renewals racing with one certificate never both replace
+// the same current certificate: every successful renewal's "replaced"
+// serial is distinct, so the machine's certificates form one line.
+func TestRenewRace(t *testing.T) {
+	e := newEnv(t)
+	peer, _ := e.enroll("rn.test")
+	first := identity.SerialFromBig(peer[0].SerialNumber)
+	seq := e.head()
+	const n = 8
+	outs, errs := e.raceRenew(peer, "rn.test", n)
+	issued := map[identity.Serial]bool{}
+	for i, err := range errs {
+		if err == nil {
+			issued[outs[i].Record.Serial] = true
+		} else if fail.KindOf(err) != fail.Conflict {
+			t.Errorf("losing renewal: %v (kind %v)", err, fail.KindOf(err))
+		}
+	}
+	replaced := map[identity.Serial]int{}
+	refused := 0
+	for _, ev := range e.eventsAfter(seq) {
+		if ev.Action != "agent.renew" {
+			continue
+		}
+		if ev.Result != "success" {
+			refused++
+			continue
+		}
+		var d struct {
+			Replaced identity.Serial `json:"replaced"`
+		}
+		if err := json.Unmarshal([]byte(ev.Detail), &d); err != nil || d.Replaced == "" {
+			t.Fatalf("renewal audit event without the replaced serial: %q %v", ev.Detail, err)
+		}
+		replaced[d.Replaced]++
+		if d.Replaced != first && !issued[d.Replaced] {
+			t.Errorf("a renewal replaced %s, neither the first certificate nor a renewal's", d.Replaced)
+		}
+	}
+	for s, k := range replaced {
+		if k > 1 {
+			t.Errorf("%d renewals replaced the same current certificate %s", k, s)
+		}
+	}
+	if len(issued) == 0 || refused != n-len(issued) {
+		t.Fatalf("%d renewals succeeded, %d refusals audited, of %d", len(issued), refused, n)
+	}
+	if got := len(e.agentCerts("rn.test")); got != 1+len(issued) {
+		t.Fatalf("%d certificates for the machine, want %d", got, 1+len(issued))
+	}
 	e.verifyChain()
 }

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/sigil-pki/sigil/internal/identity"
@@ -45,6 +46,10 @@ type Machine struct {
 	DisabledAt    time.Time       `json:"disabled_at,omitzero"`
 }
 
+// ErrMachineDisabled: the machine is disabled. errors.Is(err, ErrConflict)
+// holds for it too.
+var ErrMachineDisabled = fmt.Errorf("%w: machine is disabled", ErrConflict)
+
 // AgentTx is the write side for machines enrolled by sigil agent and their
 // single-use join tokens.
 type AgentTx interface {
@@ -60,9 +65,13 @@ type AgentTx interface {
 
 	// PutMachine creates or replaces a machine (an enrolment starts afresh).
 	PutMachine(ctx context.Context, m *Machine) error
-	// SetMachineCert records a machine's newest certificate and last contact,
-	// only while it is active: ErrNotFound if absent, ErrConflict if disabled.
-	SetMachineCert(ctx context.Context, name string, serial identity.Serial, at time.Time) error
+	// SetMachineCert records a machine's newest certificate and last contact
+	// as a compare-and-swap: only while it is active and its current serial
+	// is still prev, so of two transactions replacing the same certificate
+	// only one changes the row. ErrNotFound if absent; ErrMachineDisabled
+	// (which is also ErrConflict) if disabled; ErrConflict if the current
+	// serial is no longer prev.
+	SetMachineCert(ctx context.Context, name string, prev, serial identity.Serial, at time.Time) error
 	// TouchMachine moves LastSeen forward (never back); ErrNotFound if absent.
 	TouchMachine(ctx context.Context, name string, at time.Time) error
 	// DisableMachine moves a machine to disabled, keeping the first

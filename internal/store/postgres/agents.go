@@ -106,18 +106,23 @@ func (t *txn) PutMachine(ctx context.Context, m *store.Machine) error {
 	return nil
 }
 
-func (t *txn) SetMachineCert(ctx context.Context, name string, serial identity.Serial, at time.Time) error {
+func (t *txn) SetMachineCert(ctx context.Context, name string, prev, serial identity.Serial, at time.Time) error {
+	// Under READ COMMITTED the loser of a race re-evaluates the WHERE clause
+	// against the winner's row and changes nothing.
 	tag, err := t.tx.Exec(ctx, `UPDATE machines SET current_serial = $1, last_seen = GREATEST(last_seen, $2)
-		WHERE name = $3 AND state = 'active'`, string(serial), ts(at), name)
+		WHERE name = $3 AND state = 'active' AND current_serial = $4`, string(serial), ts(at), name, string(prev))
 	if err != nil {
 		return writeErr(err, "machine "+name)
 	}
 	if tag.RowsAffected() == 0 {
-		var one int
-		if err := t.tx.QueryRow(ctx, "SELECT 1 FROM machines WHERE name = $1", name).Scan(&one); err != nil {
+		var state, cur string
+		if err := t.tx.QueryRow(ctx, "SELECT state, current_serial FROM machines WHERE name = $1", name).Scan(&state, &cur); err != nil {
 			return readErr(err, "machine "+name)
 		}
-		return fmt.Errorf("%w: machine %s is disabled", store.ErrConflict, name)
+		if store.MachineState(state) != store.MachineActive {
+			return fmt.Errorf("%w: %s", store.ErrMachineDisabled, name)
+		}
+		return fmt.Errorf("%w: machine %s: its current certificate is %s, no longer %s", store.ErrConflict, name, cur, prev)
 	}
 	return nil
 }

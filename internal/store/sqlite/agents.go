@@ -106,16 +106,28 @@ func (t *txn) PutMachine(ctx context.Context, m *store.Machine) error {
 	return nil
 }
 
-func (t *txn) SetMachineCert(ctx context.Context, name string, serial identity.Serial, at time.Time) error {
+func (t *txn) SetMachineCert(ctx context.Context, name string, prev, serial identity.Serial, at time.Time) error {
 	n, err := affected(t.tx.ExecContext(ctx, `UPDATE machines SET current_serial = ?, last_seen = MAX(COALESCE(last_seen, 0), ?)
-		WHERE name = ? AND state = 'active'`, string(serial), at.UnixMicro(), name))
+		WHERE name = ? AND state = 'active' AND current_serial = ?`, string(serial), at.UnixMicro(), name, string(prev)))
 	if err != nil {
 		return writeErr(err, "machine "+name)
 	}
 	if n == 0 {
-		return t.machineMissingOr(ctx, name, "is disabled")
+		var state, cur string
+		if err := t.tx.QueryRowContext(ctx, "SELECT state, current_serial FROM machines WHERE name = ?", name).Scan(&state, &cur); err != nil {
+			return readErr(err, "machine "+name)
+		}
+		return machineCASErr(name, state, cur, prev)
 	}
 	return nil
+}
+
+// machineCASErr explains why SetMachineCert changed nothing.
+func machineCASErr(name, state, cur string, prev identity.Serial) error {
+	if store.MachineState(state) != store.MachineActive {
+		return fmt.Errorf("%w: %s", store.ErrMachineDisabled, name)
+	}
+	return fmt.Errorf("%w: machine %s: its current certificate is %s, no longer %s", store.ErrConflict, name, cur, prev)
 }
 
 func (t *txn) TouchMachine(ctx context.Context, name string, at time.Time) error {
@@ -141,14 +153,6 @@ func (t *txn) DisableMachine(ctx context.Context, name string, at time.Time) err
 	return nil
 }
 
-func (t *txn) machineMissingOr(ctx context.Context, name, why string) error {
-	var one int
-	if err := t.tx.QueryRowContext(ctx, "SELECT 1 FROM machines WHERE name = ?", name).Scan(&one); err != nil {
-		return readErr(err, "machine "+name)
-	}
-	return fmt.Errorf("%w: machine %s %s", store.ErrConflict, name, why)
-}
-
 func scanMachine(sc scanner) (*store.Machine, error) {
 	var (
 		m                    store.Machine
@@ -168,7 +172,7 @@ func scanMachine(sc scanner) (*store.Machine, error) {
 }
 
 func (s *Store) GetMachine(ctx context.Context, name string) (*store.Machine, error) {
-	m, err := scanMachine(s.r.QueryRowContext(ctx, "SELECT "+machineColumns+" FROM machines WHERE name = ?", name))
+	m, err := scanMachine(s.stmts.getMachine.QueryRowContext(ctx, name))
 	if err != nil {
 		return nil, readErr(err, "machine "+name)
 	}

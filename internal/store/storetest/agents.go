@@ -2,10 +2,13 @@ package storetest
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 	"time"
 
+	"github.com/sigil-pki/sigil/internal/identity"
 	"github.com/sigil-pki/sigil/internal/store"
 )
 
@@ -14,6 +17,7 @@ var agentTests = []test{
 	{"JoinTokenConsumeOnce", testJoinTokenConsumeOnce},
 	{"JoinTokenConsumeRefused", testJoinTokenConsumeRefused},
 	{"MachineLifecycle", testMachineLifecycle},
+	{"MachineCertSwapOnce", testMachineCertSwapOnce},
 }
 
 func newJoinToken(id string, created time.Time) *store.JoinToken {
@@ -165,8 +169,14 @@ func testMachineLifecycle(t *testing.T, s store.Store) {
 		t.Errorf("machine:\n got %+v\nwant %+v", g, w)
 	}
 	update(t, s, func(ctx context.Context, tx store.Tx) error {
-		return tx.SetMachineCert(ctx, m.Name, "2a", base.Add(time.Minute))
+		return tx.SetMachineCert(ctx, m.Name, "1f", "2a", base.Add(time.Minute))
 	})
+	// A swap from a serial that is no longer current changes nothing.
+	err = s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.SetMachineCert(ctx, m.Name, "1f", "2b", base) })
+	wantErr(t, "SetMachineCert from a stale serial", err, store.ErrConflict)
+	if errors.Is(err, store.ErrMachineDisabled) {
+		t.Errorf("a stale serial reported as a disabled machine: %v", err)
+	}
 	// LastSeen never moves back.
 	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.TouchMachine(ctx, m.Name, base) })
 	got, _ = s.GetMachine(ctx, m.Name)
@@ -179,14 +189,15 @@ func testMachineLifecycle(t *testing.T, s store.Store) {
 	update(t, s, func(ctx context.Context, tx store.Tx) error {
 		return tx.DisableMachine(ctx, m.Name, base.Add(3*time.Minute))
 	})
-	err = s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.SetMachineCert(ctx, m.Name, "3b", base) })
+	err = s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.SetMachineCert(ctx, m.Name, "2a", "3b", base) })
+	wantErr(t, "SetMachineCert on a disabled machine", err, store.ErrMachineDisabled)
 	wantErr(t, "SetMachineCert on a disabled machine", err, store.ErrConflict)
 	got, _ = s.GetMachine(ctx, m.Name)
 	if got.State != store.MachineDisabled || got.CurrentSerial != "2a" || !got.DisabledAt.Equal(canonTime(base.Add(2*time.Minute))) {
 		t.Errorf("after DisableMachine: %+v", got)
 	}
 	for _, fn := range []func(context.Context, store.Tx) error{
-		func(ctx context.Context, tx store.Tx) error { return tx.SetMachineCert(ctx, "nope", "1", base) },
+		func(ctx context.Context, tx store.Tx) error { return tx.SetMachineCert(ctx, "nope", "", "1", base) },
 		func(ctx context.Context, tx store.Tx) error { return tx.TouchMachine(ctx, "nope", base) },
 		func(ctx context.Context, tx store.Tx) error { return tx.DisableMachine(ctx, "nope", base) },
 	} {
@@ -197,5 +208,51 @@ func testMachineLifecycle(t *testing.T, s store.Store) {
 	list, err := s.ListMachines(ctx)
 	if err != nil || len(list) != 2 || list[0].Name != other.Name || list[1].Name != m.Name {
 		t.Fatalf("ListMachines: %v %+v", err, list)
+	}
+}
+
+// testMachineCertSwapOnce: of transactions racing to replace the same
+// current certificate, exactly one changes the machine; a swap whose
+// transaction fails leaves it unchanged.
+func testMachineCertSwapOnce(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const name = "race.prod.internal"
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		return tx.PutMachine(ctx, &store.Machine{Name: name, Profile: "web", Attestation: "join_token",
+			State: store.MachineActive, CurrentSerial: "01", FirstSeen: base, LastSeen: base})
+	})
+	err := s.Update(ctx, func(ctx context.Context, tx store.Tx) error {
+		if err := tx.SetMachineCert(ctx, name, "01", "ff", base); err != nil {
+			return err
+		}
+		return errBoom
+	})
+	wantErr(t, "failed transaction", err, errBoom)
+	const n = 8
+	errs := make(chan error, n)
+	start := make(chan struct{})
+	for i := range n {
+		go func() {
+			<-start
+			errs <- s.Update(ctx, func(ctx context.Context, tx store.Tx) error {
+				return tx.SetMachineCert(ctx, name, "01", identity.Serial(fmt.Sprintf("a%d", i)), base.Add(time.Second))
+			})
+		}()
+	}
+	close(start)
+	won := 0
+	for range n {
+		if err := <-errs; err == nil {
+			won++
+		} else {
+			wantErr(t, "losing swap", err, store.ErrConflict)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d swaps from the same serial won, want 1", won)
+	}
+	got, err := s.GetMachine(ctx, name)
+	if err != nil || len(got.CurrentSerial) != 2 || got.CurrentSerial[0] != 'a' {
+		t.Fatalf("after the race: %v %+v", err, got)
 	}
 }
