@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/sigil-pki/sigil/internal/identity"
+	"github.com/sigil-pki/sigil/internal/lint"
 	"github.com/sigil-pki/sigil/internal/notify"
 	"github.com/sigil-pki/sigil/internal/store"
 )
@@ -27,10 +28,13 @@ import (
 type Engine struct {
 	Store  store.Store
 	Config Config
-	// Lint, if set, returns zlint errors for a discovered certificate's DER
-	// (Sigil-issued ones passed lint before signing). Results are cached
-	// by fingerprint.
-	Lint func(der []byte) []string
+	// Lint, if set, returns zlint results for a certificate's DER. It runs
+	// on discovered certificates whenever they are evaluated, and on
+	// Sigil-issued ones in full runs only (they passed the error lints
+	// before signing, so only warnings can appear; an issuance does not pay
+	// for them at once). Results are cached by fingerprint for the life of
+	// the engine.
+	Lint func(der []byte) LintResult
 	// TrustAnchors are issuers besides Sigil's own whose certificates are
 	// "managed" (not shadow, not unknown issuer).
 	TrustAnchors []*x509.Certificate
@@ -40,8 +44,15 @@ type Engine struct {
 	Now       func() time.Time
 
 	mu        sync.Mutex // one run at a time
-	lintCache map[string][]string
+	lintCache map[string]LintResult
 	last      *runContext // context of the last full run, reused by RunFor
+}
+
+// LintResult is what zlint reported for one certificate, each entry
+// "lint_name (details)".
+type LintResult struct {
+	Errors   []string // error and fatal results
+	Warnings []string
 }
 
 // Summary describes one run.
@@ -280,4 +291,29 @@ func nameKey(c *identity.Certificate) string {
 	names := slices.Concat(c.DNSNames, c.IPAddresses, c.URIs, c.Emails)
 	slices.Sort(names)
 	return c.Profile + "\x00" + strings.ToLower(c.CommonName) + "\x00" + strings.Join(names, ",")
+}
+
+// LintWith adapts a linter (internal/lint, built with NewWithWarnings) to
+// Engine.Lint. A certificate zcrypto cannot parse gets no lint results; the
+// other rules still see it.
+func LintWith(l *lint.Linter) func(der []byte) LintResult {
+	return func(der []byte) LintResult {
+		var r LintResult
+		fs, err := l.Findings(der)
+		if err != nil {
+			return r
+		}
+		for _, f := range fs {
+			e := f.Name
+			if f.Details != "" {
+				e += " (" + f.Details + ")"
+			}
+			if f.Status == "warn" {
+				r.Warnings = append(r.Warnings, e)
+			} else {
+				r.Errors = append(r.Errors, e)
+			}
+		}
+		return r
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sigil-pki/sigil/internal/identity"
+	"github.com/sigil-pki/sigil/internal/lint"
 	"github.com/sigil-pki/sigil/internal/store"
 	"github.com/sigil-pki/sigil/internal/store/sqlite"
 )
@@ -253,5 +254,63 @@ func TestEngineInventoryKeys(t *testing.T) {
 	}
 	if hasPrefix(ids, "key-file-permissions:"+spki+":m1:") {
 		t.Errorf("0600 key flagged: %v", ids)
+	}
+}
+
+// TestEngineLintWarnings runs the real linter: a discovered certificate
+// without a subject key identifier gets a lint-warning finding; a Sigil
+// leaf, which lacks one by Sigil's own construction, does not.
+func TestEngineLintWarnings(t *testing.T) {
+	st := openStore(t)
+	ca := newTestCA(t, st)
+	mine := ca.issue(t, st, "token:abc", []string{"mine.test"}, now.Add(-day), now.Add(60*day), now.Add(-day), nil)
+
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "theirs.test"}, DNSNames: []string{"theirs.test"},
+		NotBefore: now.Add(-day), NotAfter: now.Add(60 * day), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, KeyUsage: x509.KeyUsageDigitalSignature}
+	otherKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	otherCA := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "Other CA"}, NotBefore: now.Add(-day), NotAfter: now.Add(365 * day),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, otherCA, &key.PublicKey, otherKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	theirs := identity.Fingerprint(der)
+	seen := now.Add(-time.Hour)
+	if err := st.Update(t.Context(), func(ctx context.Context, tx store.Tx) error {
+		_, err := tx.UpsertIdentities(ctx, []*store.InventoryIdentity{{Fingerprint: theirs, Kind: store.KindX509, Source: store.SourceDiscovered,
+			Subject: "CN=theirs.test", Issuer: "CN=Other CA", NotBefore: now.Add(-day), NotAfter: now.Add(60 * day), DER: der, FirstSeen: seen, LastSeen: seen}})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := lint.NewWithWarnings()
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &Engine{Store: st, Lint: LintWith(l), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return now }}
+	if _, err := e.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if ids := findingIDs(t, st, store.FindingFilter{Subject: theirs}); !hasPrefix(ids, "lint-warning:"+theirs) {
+		t.Errorf("discovered certificate without SKI: findings %v lack lint-warning", ids)
+	}
+	// The test CA's leaf (no AIA, CN included) has other warnings, which
+	// must come through; only the missing SKI is Sigil's to own.
+	fs, err := st.ListFindings(t.Context(), store.FindingFilter{Subject: mine.Fingerprint})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var warned bool
+	for _, f := range fs {
+		if f.Rule == "lint-warning" {
+			warned = true
+			if strings.Contains(f.Message, "subject_key_identifier") {
+				t.Errorf("Sigil leaf: %s", f.Message)
+			}
+		}
+	}
+	if !warned {
+		t.Error("Sigil leaf without AIA: no lint-warning finding")
 	}
 }

@@ -66,8 +66,10 @@ type Facts struct {
 	// HasCertificate: for private keys, some certificate has this key.
 	HasCertificate bool
 
-	// LintErrors: zlint error/fatal results, "name: details".
-	LintErrors []string
+	// LintErrors: zlint error/fatal results; LintWarnings: its warnings
+	// ("name (details)").
+	LintErrors   []string
+	LintWarnings []string
 	// Blocklisted: the key is on the configured compromised-key list.
 	Blocklisted bool
 }

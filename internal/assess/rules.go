@@ -258,6 +258,12 @@ var rules = []Rule{
 		Check:       checkLint,
 	},
 	{
+		ID: "lint-warning", Severity: SevInfo, Title: "Certificate lint warnings",
+		Description: "zlint (RFC 5280 and CA/Browser Forum lints) reports warnings for the certificate: practices the standards advise against.",
+		Remediation: "Reissue with the warned-about fields fixed when the certificate is next renewed.",
+		Check:       checkLintWarnings,
+	},
+	{
 		ID: "name-mismatch", Severity: SevHigh, Title: "Name mismatch",
 		Description: "An endpoint serves the certificate for a server name (SNI) that is not among its names.",
 		Remediation: "Serve a certificate that covers the name, or fix the endpoint's configuration.",
@@ -499,6 +505,13 @@ func checkLint(c *Config, now time.Time, f *Facts) []Hit {
 		return nil
 	}
 	return []Hit{{Message: strings.Join(f.LintErrors, "; ")}}
+}
+
+func checkLintWarnings(c *Config, now time.Time, f *Facts) []Hit {
+	if f.Kind != "x509" || len(f.LintWarnings) == 0 || now.After(f.NotAfter) {
+		return nil
+	}
+	return []Hit{{Message: strings.Join(f.LintWarnings, "; ")}}
 }
 
 func checkNameMismatch(c *Config, now time.Time, f *Facts) []Hit {

@@ -205,7 +205,7 @@ var sharedStateful = map[string]bool{
 // Finding is one lint that failed a certificate.
 type Finding struct {
 	Name    string // zlint lint name, e.g. "e_dnsname_empty_label"
-	Status  string // "error" or "fatal"
+	Status  string // "error" or "fatal" (and "warn" from Findings)
 	Details string // zlint's details, often empty
 }
 
@@ -261,10 +261,33 @@ type compiledLint struct {
 }
 
 // New builds the filtered registry and the lint instances. Call it once.
-func New() (*Linter, error) {
+func New() (*Linter, error) { return newLinter(false) }
+
+// NewWithWarnings is New plus the "w_" lints of the same sources, for
+// assessing certificates that already exist (discovered, or issued here):
+// [Linter.Findings] reports their warnings too. It costs more per
+// certificate, so issuance uses New. Lint on it still fails only on
+// Error/Fatal.
+func NewWithWarnings() (*Linter, error) { return newLinter(true) }
+
+// QuietWarnings are warn lints NewWithWarnings leaves out because they fire
+// on nearly every certificate a private CA issues, by design; reporting them
+// would bury the warnings that matter.
+var QuietWarnings = map[string]string{
+	"w_sub_cert_aia_contains_internal_names": "AIA URLs that name internal hosts are the normal case for a private CA",
+	"w_subject_common_name_included":         "whether the subject carries a common name is profile policy; many clients still read it",
+}
+
+func newLinter(warnings bool) (*Linter, error) {
+	exclude := excludedNames()
+	if warnings {
+		for n := range QuietWarnings {
+			exclude = append(exclude, n)
+		}
+	}
 	reg, err := zl.GlobalRegistry().Filter(zl.FilterOptions{
 		IncludeSources: sources,
-		ExcludeNames:   excludedNames(),
+		ExcludeNames:   exclude,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lint: filtering zlint registry: %w", err)
@@ -272,7 +295,7 @@ func New() (*Linter, error) {
 	cfg := reg.GetConfiguration()
 	l := &Linter{}
 	for _, cl := range reg.CertificateLints().Lints() {
-		if !strings.HasPrefix(cl.Name, "e_") {
+		if !strings.HasPrefix(cl.Name, "e_") && !(warnings && strings.HasPrefix(cl.Name, "w_")) {
 			continue // w_/n_ lints cannot fail a certificate
 		}
 		c := compiledLint{
@@ -338,18 +361,13 @@ func (l *Linter) Names() []string {
 // no lint reports Error or Fatal, an *Error listing those that do, or a plain
 // error if der is not a parseable certificate.
 func (l *Linter) Lint(der []byte) error {
-	cert, err := x509.ParseCertificate(der)
+	fs, err := l.Findings(der)
 	if err != nil {
-		return fmt.Errorf("lint: parsing certificate: %w", err)
+		return err
 	}
-	serverAuth := util.IsServerAuthCert(cert)
 	var failed []Finding
-	for i := range l.lints {
-		c := &l.lints[i]
-		if c.serverAuthOnly && !serverAuth {
-			continue
-		}
-		if f, bad := c.run(cert); bad {
+	for _, f := range fs {
+		if f.Status != warnStatus {
 			failed = append(failed, f)
 		}
 	}
@@ -357,6 +375,30 @@ func (l *Linter) Lint(der []byte) error {
 		return &Error{Lints: failed}
 	}
 	return nil
+}
+
+var warnStatus = zl.Warn.String()
+
+// Findings parses der with zcrypto and returns every lint of the set that
+// reported Error, Fatal or (with NewWithWarnings) Warn, in lint-name order,
+// or an error if der is not a parseable certificate.
+func (l *Linter) Findings(der []byte) ([]Finding, error) {
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("lint: parsing certificate: %w", err)
+	}
+	serverAuth := util.IsServerAuthCert(cert)
+	var out []Finding
+	for i := range l.lints {
+		c := &l.lints[i]
+		if c.serverAuthOnly && !serverAuth {
+			continue
+		}
+		if f, bad := c.run(cert); bad {
+			out = append(out, f)
+		}
+	}
+	return out, nil
 }
 
 // run mirrors zlint's CertificateLint.Execute (configure, CheckApplies,
@@ -386,7 +428,7 @@ func (c *compiledLint) run(cert *x509.Certificate) (f Finding, failed bool) {
 	if res == nil {
 		return Finding{Name: c.meta.Name, Status: zl.Fatal.String(), Details: "lint returned no result"}, true
 	}
-	if res.Status == zl.Error || res.Status == zl.Fatal {
+	if res.Status == zl.Error || res.Status == zl.Fatal || res.Status == zl.Warn {
 		return Finding{Name: c.meta.Name, Status: res.Status.String(), Details: res.Details}, true
 	}
 	return Finding{}, false

@@ -128,24 +128,11 @@ func (s *Server) setupMonitor(kek *keys.KEK) error {
 		}
 		m.engine.TrustAnchors = certs
 	}
-	linter, err := lint.New()
+	linter, err := lint.NewWithWarnings()
 	if err != nil {
 		return err
 	}
-	m.engine.Lint = func(der []byte) []string {
-		var le *lint.Error
-		if err := linter.Lint(der); errors.As(err, &le) {
-			out := make([]string, len(le.Lints))
-			for i, l := range le.Lints {
-				out[i] = l.Name
-				if l.Details != "" {
-					out[i] += " (" + l.Details + ")"
-				}
-			}
-			return out
-		}
-		return nil
-	}
+	m.engine.Lint = assess.LintWith(linter)
 	m.deliverer = &notify.Deliverer{Store: s.store, Secrets: kek, Log: s.log, Backoff: cfg.WebhookBackoff, MaxAttempts: cfg.WebhookAttempts}
 
 	m.runs = prometheus.NewHistogramVec(prometheus.HistogramOpts{
