@@ -151,6 +151,10 @@ func newAgentStatusCmd(g *globals) *cobra.Command {
 						state = "not enrolled"
 					case !now.Before(c.NotAfter):
 						state = "EXPIRED"
+					case c.CertStatus == "revoked" && c.StatusFrom == "ocsp":
+						state = "REVOKED (ocsp), re-keying"
+					case c.CertStatus == "revoked":
+						state = "REVOKED (server), re-keying"
 					case c.HookPending:
 						state = "hook pending: " + c.HookError
 					}

@@ -16,6 +16,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/crypto/ocsp"
+
 	"github.com/sigil-pki/sigil/internal/keys"
 )
 
@@ -180,6 +182,7 @@ type worker struct {
 	failures  int
 	lastCheck time.Time
 	checkErr  error     // the last status check's failure, if it failed
+	revoked   bool      // the current certificate is known revoked: renewals re-key
 	hookRetry time.Time // zero: no hook pending
 	hookFails int
 }
@@ -306,7 +309,7 @@ func (w *worker) install(ctx context.Context, k crypto.Signer, out *Issued, reke
 		return fmt.Errorf("saving the new certificate: %w", err)
 	}
 	first := w.id == nil
-	w.id = id
+	w.id, w.revoked = id, false
 	w.schedule()
 	now := w.a.now().UTC()
 	w.a.update(w.cc.Name, func(cs *CertState) {
@@ -370,6 +373,9 @@ func (w *worker) stop(why string) error {
 // renew replaces the certificate, authenticated by the current one. rekey
 // is the response to a revocation: always a new key.
 func (w *worker) renew(ctx context.Context, rekey bool) error {
+	// A retry after a failed re-key (e.g. the server was unreachable when
+	// OCSP told of the revocation) is still a re-key: always a new key.
+	rekey = rekey || w.revoked
 	key := w.id.key
 	if !w.cc.ReuseKey || rekey {
 		k, err := keys.GenerateKey(w.cc.KeyType)
@@ -413,21 +419,56 @@ func (w *worker) check(ctx context.Context) (rekey bool, stop error) {
 	w.checkErr = err
 	if err != nil {
 		w.log().Debug("status check failed", "err", err)
+		if !IsPermanent(err) {
+			return w.checkOCSP(ctx), nil
+		}
 		return false, nil
 	}
 	w.a.update(w.cc.Name, func(cs *CertState) {
 		cs.MachineState, cs.CertStatus, cs.LastCheck = st.MachineState, st.CertStatus, w.lastCheck.UTC()
+		cs.StatusFrom = "server"
 	})
 	switch {
 	case st.MachineState != "active":
 		return false, w.stop(fmt.Sprintf("machine %s is %s on the server", st.Machine, st.MachineState))
 	case st.CertStatus == "revoked" && st.RekeyAllowed:
 		w.log().Warn("the certificate was revoked; re-keying now", "serial", st.Serial)
+		w.revoked = true
 		return true, nil
 	case st.CertStatus == "revoked":
 		return false, w.stop(fmt.Sprintf("certificate %s was revoked (%s) and may not re-key: enrol again with a new join token", st.Serial, st.RevocationReason))
 	}
 	return false, nil
+}
+
+// checkOCSP is the fallback of check while the status endpoint cannot be
+// reached: a revocation the responder signs is noticed at once and a
+// re-key is attempted (and retried with the renewal backoff) until the
+// server answers, which then has the last word (it refuses a re-key after
+// key compromise or on a disabled machine, and check stops the worker).
+func (w *worker) checkOCSP(ctx context.Context) (rekey bool) {
+	issuer, err := firstCert(w.id.chain)
+	if err == nil {
+		var r *ocsp.Response
+		if r, err = OCSPStatus(ctx, w.id.leaf, issuer); err == nil {
+			now := w.a.now().UTC()
+			revoked := r.Status == ocsp.Revoked
+			w.a.update(w.cc.Name, func(cs *CertState) {
+				cs.LastOCSPCheck = now
+				if revoked {
+					cs.CertStatus, cs.StatusFrom = "revoked", "ocsp"
+				}
+			})
+			if revoked {
+				w.log().Warn("the status endpoint is unreachable, but the OCSP responder says the certificate is revoked; re-keying",
+					"serial", w.id.leaf.SerialNumber.Text(16), "revoked_at", r.RevokedAt, "reason", r.RevocationReason)
+			}
+			w.revoked = w.revoked || revoked
+			return revoked && r.RevocationReason != ocsp.KeyCompromise
+		}
+	}
+	w.log().Debug("OCSP check failed", "err", err)
+	return false
 }
 
 func (w *worker) loop(ctx context.Context) error {

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"crypto"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -19,6 +20,14 @@ import (
 // testIdentity is a leaf signed by an intermediate signed by a root, as the
 // server returns them: the leaf, then the intermediate as the chain.
 func testIdentity(t *testing.T) (*identity, *x509.CertPool) {
+	t.Helper()
+	id, roots, _ := testPKI(t, "")
+	return id, roots
+}
+
+// testPKI is testIdentity with the leaf naming ocspURL as its responder;
+// it returns the intermediate's key too.
+func testPKI(t *testing.T, ocspURL string) (*identity, *x509.CertPool, crypto.Signer) {
 	t.Helper()
 	now := time.Now()
 	mk := func(tmpl, parent *x509.Certificate, pub, signer any) (*x509.Certificate, []byte) {
@@ -39,11 +48,18 @@ func testIdentity(t *testing.T) (*identity, *x509.CertPool) {
 	root, _ := mk(ca(1, "root"), ca(1, "root"), rootKey.Public(), rootKey)
 	inter, interPEM := mk(ca(2, "inter"), root, intKey.Public(), rootKey)
 	leaf, leafPEM := mk(&x509.Certificate{SerialNumber: big.NewInt(3), Subject: pkix.Name{CommonName: "a.test"}, DNSNames: []string{"a.test"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, OCSPServer: ocspServers(ocspURL)},
 		inter, leafKey.Public(), intKey)
 	roots := x509.NewCertPool()
 	roots.AddCert(root)
-	return &identity{key: leafKey, leaf: leaf, cert: leafPEM, chain: interPEM}, roots
+	return &identity{key: leafKey, leaf: leaf, cert: leafPEM, chain: interPEM}, roots, intKey
+}
+
+func ocspServers(u string) []string {
+	if u == "" {
+		return nil
+	}
+	return []string{u}
 }
 
 func pemCerts(t *testing.T, b []byte) []*x509.Certificate {

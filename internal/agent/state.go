@@ -53,10 +53,15 @@ type CertState struct {
 	MachineState string    `json:"machine_state,omitempty"` // as the server last said
 	CertStatus   string    `json:"cert_status,omitempty"`
 	LastCheck    time.Time `json:"last_check,omitzero"`
-	LastError    string    `json:"last_error,omitempty"`
-	LastErrorAt  time.Time `json:"last_error_at,omitzero"`
-	HookPending  bool      `json:"hook_pending,omitempty"`
-	HookError    string    `json:"hook_error,omitempty"`
+	// StatusFrom says who last told CertStatus: "server" (the status
+	// endpoint) or "ocsp" (the responder, asked while the endpoint was
+	// unreachable); LastOCSPCheck is when the responder last answered.
+	StatusFrom    string    `json:"status_from,omitempty"`
+	LastOCSPCheck time.Time `json:"last_ocsp_check,omitzero"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
+	HookPending   bool      `json:"hook_pending,omitempty"`
+	HookError     string    `json:"hook_error,omitempty"`
 	// Stopped says why the agent stopped renewing (machine disabled,
 	// certificate revoked for key compromise, expired): a human must act.
 	Stopped string `json:"stopped,omitempty"`

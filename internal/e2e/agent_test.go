@@ -799,3 +799,131 @@ func TestAgentHookFailure(t *testing.T) {
 		t.Fatalf("status: %s", out)
 	}
 }
+
+// tcpProxy forwards loopback connections to target until closed; it can
+// be reopened on the same address.
+type tcpProxy struct {
+	t      *testing.T
+	addr   string
+	target string
+
+	mu    sync.Mutex
+	ln    net.Listener
+	conns map[net.Conn]bool
+}
+
+func newTCPProxy(t *testing.T, target string) *tcpProxy {
+	t.Helper()
+	p := &tcpProxy{t: t, addr: "127.0.0.1:0", target: target}
+	p.open()
+	t.Cleanup(p.close)
+	return p
+}
+
+func (p *tcpProxy) open() {
+	p.t.Helper()
+	var ln net.Listener
+	var err error
+	for i := 0; i < 50; i++ { // the closed port may take a moment to free
+		if ln, err = net.Listen("tcp", p.addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		p.t.Fatalf("proxy: %v", err)
+	}
+	p.mu.Lock()
+	p.ln, p.addr, p.conns = ln, ln.Addr().String(), map[net.Conn]bool{}
+	p.mu.Unlock()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns[c], p.conns[up] = true, true
+			p.mu.Unlock()
+			go func() { io.Copy(up, c); up.Close() }()
+			go func() { io.Copy(c, up); c.Close() }()
+		}
+	}()
+}
+
+// close stops listening and cuts every forwarded connection.
+func (p *tcpProxy) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ln != nil {
+		p.ln.Close()
+		p.ln = nil
+	}
+	for c := range p.conns {
+		c.Close()
+	}
+	p.conns = map[net.Conn]bool{}
+}
+
+// TestAgentOCSPFallback: with the API listener unreachable to the agent
+// (its only way there, a TCP proxy, is closed) but the plain-HTTP OCSP
+// responder up, a revocation is still noticed, through OCSP, within the
+// check interval; the re-key happens as soon as the API is reachable again.
+func TestAgentOCSPFallback(t *testing.T) {
+	t.Parallel()
+	in := startServer(t, t.TempDir())
+	in.applyFleetProfile()
+	proxy := newTCPProxy(t, strings.TrimPrefix(in.srv.APIURL, "https://"))
+	const name = "ocsp.prod.internal"
+	m := t.TempDir()
+	state := filepath.Join(m, "state")
+	p := startAgent(t, "--server", "https://"+proxy.addr, "--root-fingerprint", in.rootFingerprint(),
+		"--join-token", in.joinToken(name), "--name", name, "--cert", filepath.Join(m, "c.pem"), "--key", filepath.Join(m, "k.pem"),
+		"--state", state, "--check-interval", "1s", "--renew-at", "0.9", "--jitter", "0", "--log-level", "debug")
+	first := waitState(t, state, name, 20*time.Second, "enrolment", func(cs *agent.CertState) bool {
+		return cs.Serial != "" && cs.StatusFrom == "server"
+	})
+
+	proxy.close()
+	// The status endpoint is now unreachable; the responder still answers
+	// "good", which changes nothing.
+	waitState(t, state, name, 15*time.Second, "an OCSP check while the API is unreachable", func(cs *agent.CertState) bool {
+		return cs.LastOCSPCheck.After(first.LastCheck)
+	})
+	if cs := readAgentState(t, state).Certificates[name]; cs.CertStatus != "issued" || cs.Serial != first.Serial {
+		t.Fatalf("a good OCSP answer changed the state: %+v", cs)
+	}
+	in.mustCLI("cert", "revoke", first.Serial)
+	revoked := waitState(t, state, name, 15*time.Second, "the revocation noticed through OCSP", func(cs *agent.CertState) bool {
+		return cs.CertStatus == "revoked" && cs.StatusFrom == "ocsp"
+	})
+	if revoked.Serial != first.Serial || revoked.Rekeys != 0 {
+		t.Fatalf("state after the OCSP revocation: %+v", revoked)
+	}
+	// It tries to re-key at once, and fails only because the API is unreachable.
+	waitState(t, state, name, 15*time.Second, "a re-key attempt", func(cs *agent.CertState) bool {
+		return strings.Contains(cs.LastError, "renewal failed") && cs.LastErrorAt.After(revoked.LastOCSPCheck.Add(-time.Second))
+	})
+	if !strings.Contains(p.log(), "OCSP responder says the certificate is revoked") {
+		t.Fatalf("the agent did not say it learned of the revocation through OCSP:\n%s", p.log())
+	}
+	if out, _, code := in.cli("agent", "status", "--state", state); code != 0 || !strings.Contains(out, "REVOKED (ocsp), re-keying") {
+		t.Fatalf("agent status while the revocation is known only through OCSP (exit %d):\n%s", code, out)
+	}
+
+	proxy.open()
+	rekeyed := waitState(t, state, name, 20*time.Second, "the re-key once the API is back", func(cs *agent.CertState) bool {
+		return cs.Rekeys >= 1 && cs.Serial != first.Serial && cs.CertStatus == "issued"
+	})
+	if !auditHas(t, in, "agent.renew", "success", `"rekey_after_revocation":true`) {
+		t.Fatal("the re-key was not audited as such")
+	}
+	if _, err := tls.LoadX509KeyPair(filepath.Join(m, "c.pem"), filepath.Join(m, "k.pem")); err != nil {
+		t.Fatalf("deployed files after the re-key (%s): %v", rekeyed.Serial, err)
+	}
+}

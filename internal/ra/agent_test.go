@@ -2,10 +2,10 @@ package ra_test
 
 import (
 	"crypto"
-	"encoding/json"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"strings"
 	"sync"
