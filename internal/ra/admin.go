@@ -1,8 +1,11 @@
 package ra
 
 import (
+	"cmp"
 	"context"
 	"errors"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/sigil-pki/sigil/internal/audit"
@@ -105,16 +108,57 @@ func (r *RA) Certificate(ctx context.Context, c Caller, serial identity.Serial) 
 	if err != nil {
 		return nil, storeErr(err, "certificate "+serial.OpenSSL())
 	}
+	if c.Token != nil && !c.Token.AllowsProfile(rec.Profile) {
+		// The same answer as for an unknown serial: a scoped token learns
+		// nothing about certificates outside its profiles.
+		return nil, storeErr(store.ErrNotFound, "certificate "+serial.OpenSSL())
+	}
 	return rec, nil
 }
 
-// Certificates lists certificate records.
+// Certificates lists certificate records; a token scoped to profiles sees
+// only theirs.
 func (r *RA) Certificates(ctx context.Context, c Caller, f store.CertFilter) ([]*identity.Certificate, error) {
 	if err := r.authorize(ctx, c, auth.CertRead, ""); err != nil {
 		return nil, err
 	}
-	recs, err := r.store.ListCertificates(ctx, f)
-	return recs, storeErr(err, "certificates")
+	if c.Token == nil || len(c.Token.Profiles) == 0 {
+		recs, err := r.store.ListCertificates(ctx, f)
+		return recs, storeErr(err, "certificates")
+	}
+	if f.Profile != "" {
+		if !c.Token.AllowsProfile(f.Profile) {
+			return nil, r.refused(ctx, c, string(auth.CertRead), f.Profile, fail.New(fail.Forbidden, "token is not allowed to use profile %q", f.Profile))
+		}
+		recs, err := r.store.ListCertificates(ctx, f)
+		return recs, storeErr(err, "certificates")
+	}
+	// One query per profile in scope, merged in the store's order
+	// (CreatedAt descending, then serial), so Limit still applies exactly.
+	var all []*identity.Certificate
+	for _, p := range c.Token.Profiles {
+		pf := f
+		pf.Profile = p
+		recs, err := r.store.ListCertificates(ctx, pf)
+		if err != nil {
+			return nil, storeErr(err, "certificates")
+		}
+		all = append(all, recs...)
+	}
+	slices.SortStableFunc(all, func(a, b *identity.Certificate) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		// Canonical serials compare numerically by length, then bytes.
+		if c := cmp.Compare(len(a.Serial), len(b.Serial)); c != 0 {
+			return c
+		}
+		return strings.Compare(string(a.Serial), string(b.Serial))
+	})
+	if f.Limit > 0 && len(all) > f.Limit {
+		all = all[:f.Limit]
+	}
+	return all, nil
 }
 
 // AuditEvents lists audit events.

@@ -135,6 +135,28 @@ func TestOperatorScope(t *testing.T) {
 	if got := len(e.certs(identity.StatusIssued)); got != 2 {
 		t.Errorf("%d issued certificates, want 2", got)
 	}
+
+	// Reads are scoped too: the other profile's certificate is invisible.
+	if _, err := e.ra.Certificate(e.ctx, c, otherCert.Record.Serial); fail.KindOf(err) != fail.NotFound {
+		t.Errorf("show out-of-scope certificate: %v, want NotFound", err)
+	}
+	list, err := e.ra.Certificates(e.ctx, c, store.CertFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].Profile != "web" {
+		t.Errorf("scoped list = %d certificates (first %+v), want the web one only", len(list), list)
+	}
+	if all, _ := e.ra.Certificates(e.ctx, ra.Caller{}, store.CertFilter{}); len(all) < 2 {
+		t.Errorf("unscoped list = %d certificates", len(all))
+	}
+	head := e.head()
+	if _, err := e.ra.Certificates(e.ctx, c, store.CertFilter{Profile: "other"}); fail.KindOf(err) != fail.Forbidden {
+		t.Errorf("list other profile: %v, want Forbidden", err)
+	}
+	if evs := e.eventsAfter(head); len(evs) != 1 || evs[0].Result != audit.ResultRefused {
+		t.Errorf("refused list audited as %+v", evs)
+	}
 	if rec, _ := e.st.GetCertificate(e.ctx, otherCert.Record.Serial); rec.Status != identity.StatusIssued {
 		t.Errorf("out-of-scope certificate is %s", rec.Status)
 	}
