@@ -34,7 +34,8 @@ import (
 // The data is synthetic but shaped like a real estate: ECDSA mostly, 1%
 // RSA-1024, expiry spread over 400 days (about 7% within 30 days), 1%
 // valid for two years, 5% without owner, 0.1% sharing a key, 2% from an
-// unknown CA.
+// unknown CA, lint results stored at ingestion for every certificate (10%
+// with a warning, 1% with an error).
 func BenchmarkFindings(b *testing.B) {
 	n := 100_000
 	if v := os.Getenv("SIGIL_BENCH_IDENTITIES"); v != "" {
@@ -78,6 +79,11 @@ func BenchmarkFindings(b *testing.B) {
 			b.Fatal(err)
 		}
 		full := time.Since(t0)
+		for _, rule := range []string{"lint", "lint-warning", "weak-key", "shadow"} {
+			if fs, err := st.ListFindings(ctx, store.FindingFilter{Rule: rule, Limit: 1}); err != nil || len(fs) == 0 {
+				b.Fatalf("no %s finding after the full run (%v)", rule, err)
+			}
+		}
 		// A second full run over unchanged data writes nothing.
 		t1 := time.Now()
 		if _, err := e.Run(ctx); err != nil {
@@ -161,10 +167,18 @@ func fillInventory(b *testing.B, st store.Store, n int, managedDN string) []stri
 			if i%100 == 11 {
 				nb = na.Add(-730 * 24 * time.Hour) // 1% over the 398-day limit
 			}
+			// Lint results as ingestion stores them (inventory.Batch.LintNew).
+			lr := &store.InventoryLint{}
+			if i%10 == 5 {
+				lr.Warnings = []string{"w_ext_subject_key_identifier_missing_sub_cert"}
+			}
+			if i%100 == 13 {
+				lr.Errors = []string{"e_sub_cert_aia_does_not_contain_ocsp_url"}
+			}
 			ids = append(ids, &store.InventoryIdentity{Fingerprint: fp, Kind: store.KindX509, Source: store.SourceDiscovered,
 				Subject: "CN=" + name, Issuer: issuer, SANs: []string{name}, Serial: strconv.FormatInt(int64(i), 16),
 				NotBefore: nb, NotAfter: na, SignatureAlg: "ECDSA-SHA256", KeyAlgorithm: alg, KeySize: size, SPKISHA256: spki,
-				Owner: owner, FirstSeen: benchNow.Add(-24 * time.Hour), LastSeen: benchNow.Add(-time.Hour)})
+				Owner: owner, FirstSeen: benchNow.Add(-24 * time.Hour), LastSeen: benchNow.Add(-time.Hour), Lint: lr})
 			locs = append(locs,
 				&store.InventoryLocation{Fingerprint: fp, Kind: store.LocationNet, Host: fmt.Sprintf("10.%d.%d.%d", i>>16&255, i>>8&255, i&255), Port: 443, SNI: name,
 					FirstSeen: benchNow.Add(-24 * time.Hour), LastSeen: benchNow.Add(-time.Hour)},

@@ -29,11 +29,13 @@ type Engine struct {
 	Store  store.Store
 	Config Config
 	// Lint, if set, returns zlint results for a certificate's DER. It runs
-	// on discovered certificates whenever they are evaluated, and on
-	// Sigil-issued ones in full runs only (they passed the error lints
-	// before signing, so only warnings can appear; an issuance does not pay
-	// for them at once). Results are cached by fingerprint for the life of
-	// the engine.
+	// on Sigil-issued certificates in full runs only (they passed the error
+	// lints before signing, so only warnings can appear; an issuance does
+	// not pay for them at once); results are cached by fingerprint for the
+	// life of the engine, and incremental runs use the cache. Discovered
+	// and imported certificates are linted once when they enter the
+	// inventory (InventoryLinter, inventory.Batch.LintNew): the engine reads
+	// their stored results and never lints them.
 	Lint func(der []byte) LintResult
 	// TrustAnchors are issuers besides Sigil's own whose certificates are
 	// "managed" (not shadow, not unknown issuer).
@@ -179,6 +181,18 @@ func (e *Engine) sync(ctx context.Context, now time.Time, only []string, facts m
 		var newly []*store.Finding
 		err := e.Store.Update(ctx, func(ctx context.Context, tx store.Tx) error {
 			newly = newly[:0]
+			if bu, ok := tx.(batchUpserter); ok {
+				ok, err := bu.UpsertFindings(ctx, chunk)
+				if err != nil {
+					return err
+				}
+				for i, f := range chunk {
+					if ok[i] {
+						newly = append(newly, f)
+					}
+				}
+				return nil
+			}
 			for _, f := range chunk {
 				ok, err := tx.UpsertFinding(ctx, f)
 				if err != nil {
@@ -213,6 +227,13 @@ func (e *Engine) sync(ctx context.Context, now time.Time, only []string, facts m
 	n, err := e.notify(ctx, now, opened)
 	sum.Notified = n
 	return sum, err
+}
+
+// batchUpserter is a transaction that upserts many findings at once with
+// the semantics of UpsertFinding (the SQLite store: one prepared statement
+// per batch instead of one per finding).
+type batchUpserter interface {
+	UpsertFindings(ctx context.Context, fs []*store.Finding) (opened []bool, err error)
 }
 
 // notify enqueues webhook events for newly opened findings: finding.<severity>
@@ -291,6 +312,17 @@ func nameKey(c *identity.Certificate) string {
 	names := slices.Concat(c.DNSNames, c.IPAddresses, c.URIs, c.Emails)
 	slices.Sort(names)
 	return c.Profile + "\x00" + strings.ToLower(c.CommonName) + "\x00" + strings.Join(names, ",")
+}
+
+// InventoryLinter adapts a linter (built with NewWithWarnings) to ingestion
+// (ra.RA.SetInventoryLinter): a certificate zcrypto cannot parse is
+// recorded as linted with no results.
+func InventoryLinter(l *lint.Linter) func(der []byte) *store.InventoryLint {
+	lw := LintWith(l)
+	return func(der []byte) *store.InventoryLint {
+		r := lw(der)
+		return &store.InventoryLint{Errors: r.Errors, Warnings: r.Warnings}
+	}
 }
 
 // LintWith adapts a linter (internal/lint, built with NewWithWarnings) to

@@ -276,16 +276,28 @@ func TestEngineLintWarnings(t *testing.T) {
 		t.Fatal(err)
 	}
 	theirs := identity.Fingerprint(der)
-	seen := now.Add(-time.Hour)
-	if err := st.Update(t.Context(), func(ctx context.Context, tx store.Tx) error {
-		_, err := tx.UpsertIdentities(ctx, []*store.InventoryIdentity{{Fingerprint: theirs, Kind: store.KindX509, Source: store.SourceDiscovered,
-			Subject: "CN=theirs.test", Issuer: "CN=Other CA", NotBefore: now.Add(-day), NotAfter: now.Add(60 * day), DER: der, FirstSeen: seen, LastSeen: seen}})
-		return err
-	}); err != nil {
+	// The same certificate shape recorded without lint results (as if
+	// ingested with no linter): the engine must not lint it itself.
+	tmpl.SerialNumber = big.NewInt(8)
+	der2, err := x509.CreateCertificate(rand.Reader, tmpl, otherCA, &key.PublicKey, otherKey)
+	if err != nil {
 		t.Fatal(err)
 	}
+	unlinted := identity.Fingerprint(der2)
 	l, err := lint.NewWithWarnings()
 	if err != nil {
+		t.Fatal(err)
+	}
+	seen := now.Add(-time.Hour)
+	if err := st.Update(t.Context(), func(ctx context.Context, tx store.Tx) error {
+		_, err := tx.UpsertIdentities(ctx, []*store.InventoryIdentity{
+			{Fingerprint: theirs, Kind: store.KindX509, Source: store.SourceDiscovered, Subject: "CN=theirs.test", Issuer: "CN=Other CA",
+				NotBefore: now.Add(-day), NotAfter: now.Add(60 * day), DER: der, FirstSeen: seen, LastSeen: seen,
+				Lint: InventoryLinter(l)(der)}, // what ingestion stores
+			{Fingerprint: unlinted, Kind: store.KindX509, Source: store.SourceDiscovered, Subject: "CN=theirs.test", Issuer: "CN=Other CA",
+				NotBefore: now.Add(-day), NotAfter: now.Add(60 * day), DER: der2, FirstSeen: seen, LastSeen: seen}})
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	e := &Engine{Store: st, Lint: LintWith(l), Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return now }}
@@ -294,6 +306,19 @@ func TestEngineLintWarnings(t *testing.T) {
 	}
 	if ids := findingIDs(t, st, store.FindingFilter{Subject: theirs}); !hasPrefix(ids, "lint-warning:"+theirs) {
 		t.Errorf("discovered certificate without SKI: findings %v lack lint-warning", ids)
+	}
+	if ids := findingIDs(t, st, store.FindingFilter{Subject: unlinted}); hasPrefix(ids, "lint-warning:") {
+		t.Errorf("discovered certificate without stored lint results was linted by the engine: %v", ids)
+	}
+	// An incremental run over both keeps their lint findings open (the
+	// Sigil certificate's from the full run's cache).
+	if _, err := e.RunFor(t.Context(), []string{theirs, mine.Fingerprint}); err != nil {
+		t.Fatal(err)
+	}
+	for _, fp := range []string{theirs, mine.Fingerprint} {
+		if ids := findingIDs(t, st, store.FindingFilter{Subject: fp}); !hasPrefix(ids, "lint-warning:"+fp) {
+			t.Errorf("%s: incremental run resolved the lint warning: %v", fp[:8], ids)
+		}
 	}
 	// The test CA's leaf (no AIA, CN included) has other warnings, which
 	// must come through; only the missing SKI is Sigil's to own.
@@ -312,5 +337,89 @@ func TestEngineLintWarnings(t *testing.T) {
 	}
 	if !warned {
 		t.Error("Sigil leaf without AIA: no lint-warning finding")
+	}
+}
+
+// TestEngineAgentStale: agent-stale comes from the agents table (agents
+// report no inventory locations): an active agent not seen for longer than
+// the configured period whose current certificate is valid.
+func TestEngineAgentStale(t *testing.T) {
+	st := openStore(t)
+	ca := newTestCA(t, st)
+	cert := func(name string) *identity.Certificate {
+		return ca.issue(t, st, "agent:"+name, []string{name + ".test"}, now.Add(-day), now.Add(60*day), now.Add(-day), nil)
+	}
+	stale, fresh, disabled, renewedOld := cert("stale"), cert("fresh"), cert("disabled"), cert("renewed")
+	renewedNew := ca.issue(t, st, "agent:renewed", []string{"renewed.test", "www.renewed.test"}, now.Add(-day), now.Add(60*day), now.Add(-day), nil)
+	custom := cert("custom")
+	machine := func(name string, c *identity.Certificate, seen time.Time, state store.MachineState) *store.Machine {
+		return &store.Machine{Name: name, Profile: "web", Names: []string{name + ".test"}, Attestation: "join_token", State: state,
+			CurrentSerial: c.Serial, FirstSeen: now.Add(-30 * day), LastSeen: seen}
+	}
+	if err := st.Update(t.Context(), func(ctx context.Context, tx store.Tx) error {
+		for _, m := range []*store.Machine{
+			machine("stale", stale, now.Add(-10*day), store.MachineActive),
+			machine("fresh", fresh, now.Add(-day), store.MachineActive),
+			machine("disabled", disabled, now.Add(-10*day), store.MachineDisabled),
+			machine("renewed", renewedNew, now.Add(-day), store.MachineActive),
+			machine("custom", custom, now.Add(-10*day), store.MachineActive),
+		} {
+			if err := tx.PutMachine(ctx, m); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	clock := now
+	e := &Engine{Store: st, Log: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return clock }}
+	if _, err := e.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	fs, err := st.ListFindings(t.Context(), store.FindingFilter{Rule: "agent-stale"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]*store.Finding{}
+	for _, f := range fs {
+		got[f.Subject] = f
+	}
+	for _, c := range []*identity.Certificate{stale, custom} {
+		f := got[c.Fingerprint]
+		if f == nil {
+			t.Errorf("%s: no agent-stale finding (findings %v)", c.CommonName, findingIDs(t, st, store.FindingFilter{Subject: c.Fingerprint}))
+			continue
+		}
+		if f.Serial != string(c.Serial) || f.Severity != SevMedium || !strings.Contains(f.Message, "10d ago") {
+			t.Errorf("%s: finding %+v", c.CommonName, f)
+		}
+	}
+	for _, c := range []*identity.Certificate{fresh, disabled, renewedOld, renewedNew} {
+		if got[c.Fingerprint] != nil {
+			t.Errorf("%s: unexpected agent-stale finding %+v", c.CommonName, got[c.Fingerprint])
+		}
+	}
+
+	// The agent comes back: an incremental run over its certificate reads
+	// the agents table again and resolves the finding. A longer configured
+	// period resolves the other at the next full run.
+	if err := st.Update(t.Context(), func(ctx context.Context, tx store.Tx) error {
+		return tx.TouchMachine(ctx, "stale", now)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.RunFor(t.Context(), []string{stale.Fingerprint}); err != nil {
+		t.Fatal(err)
+	}
+	if ids := findingIDs(t, st, store.FindingFilter{Subject: stale.Fingerprint}); hasPrefix(ids, "agent-stale:") {
+		t.Errorf("agent back: finding still open: %v", ids)
+	}
+	e.Config.AgentStaleAfter = 14 * day
+	if _, err := e.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if ids := findingIDs(t, st, store.FindingFilter{Rule: "agent-stale"}); len(ids) != 0 {
+		t.Errorf("AgentStaleAfter 14d: open %v", ids)
 	}
 }

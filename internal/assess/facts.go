@@ -50,6 +50,10 @@ type Facts struct {
 	RenewalManaged bool
 	RenewAt        time.Time
 	IssuedAt       time.Time
+	// Agent: the active enrolled agent (the agents table) whose current
+	// certificate this is, and when that agent last contacted the server.
+	Agent         string
+	AgentLastSeen time.Time
 
 	Owner string
 

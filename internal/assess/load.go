@@ -58,6 +58,17 @@ func (e *Engine) load(ctx context.Context, now time.Time, only []string) (map[st
 			rc.superseded[string(g[i].Serial)] = g[i+1].IssuedAt
 		}
 	}
+	// Active agents by current certificate, for agent-stale.
+	machines, err := e.Store.ListMachines(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("reading agents: %w", err)
+	}
+	agentOf := map[identity.Serial]*store.Machine{}
+	for _, m := range machines {
+		if m.State == store.MachineActive && m.CurrentSerial != "" {
+			agentOf[m.CurrentSerial] = m
+		}
+	}
 	for _, c := range certs {
 		if c.Status == identity.StatusPlanned || len(c.DER) == 0 {
 			continue
@@ -67,18 +78,8 @@ func (e *Engine) load(ctx context.Context, now time.Time, only []string) (map[st
 			e.Log.Warn("assess: skipping an unparsable certificate", "serial", c.Serial, "err", err)
 			continue
 		}
-		if e.Lint != nil && !f.IsCA {
-			r := e.lint(f.Fingerprint, c.DER)
-			f.LintErrors = r.Errors
-			// Sigil's leaves carry no subject key identifier (crypto/x509
-			// adds one to CA certificates only): a known gap of ours, not
-			// something the certificate's owner can act on.
-			for _, w := range r.Warnings {
-				if !strings.HasPrefix(w, "w_ext_subject_key_identifier_missing_sub_cert") {
-					f.LintWarnings = append(f.LintWarnings, w)
-				}
-			}
-		}
+		e.sigilLint(f, c.DER, true)
+		setAgent(f, c, agentOf[c.Serial])
 		facts[f.Fingerprint] = f
 		rc.certKeys[f.SPKI] = true
 		if live(f, now) {
@@ -130,6 +131,17 @@ func (e *Engine) loadSome(ctx context.Context, now time.Time, only []string) (ma
 			continue
 		}
 		if f, err := e.sigilFacts(c, rc); err == nil {
+			// Lint results from the last full run, if any: without them an
+			// incremental run would resolve the certificate's lint findings
+			// until the next full run reopened them.
+			e.sigilLint(f, c.DER, false)
+			if name, ok := strings.CutPrefix(c.Requester, "agent:"); ok {
+				m, err := e.Store.GetMachine(ctx, name)
+				if err != nil && !errors.Is(err, store.ErrNotFound) {
+					return nil, fmt.Errorf("reading agent %s: %w", name, err)
+				}
+				setAgent(f, c, m)
+			}
 			facts[f.Fingerprint] = f
 		}
 	}
@@ -186,6 +198,14 @@ func (e *Engine) sigilFacts(c *identity.Certificate, rc *runContext) (*Facts, er
 		f.RenewalManaged, f.RenewAt = true, renewAt(c.NotBefore, c.NotAfter)
 	}
 	return f, nil
+}
+
+// setAgent records the agent whose current certificate c is, if m (the
+// machine c was issued to, or nil) is active and still holds c.
+func setAgent(f *Facts, c *identity.Certificate, m *store.Machine) {
+	if m != nil && m.State == store.MachineActive && m.CurrentSerial == c.Serial {
+		f.Agent, f.AgentLastSeen = m.Name, m.LastSeen
+	}
 }
 
 // mergeInventory adds inventory identities (and their locations) to facts,
@@ -321,11 +341,11 @@ func (e *Engine) inventoryFacts(id *store.InventoryIdentity, rc *runContext) *Fa
 	if id.Kind == store.KindX509 && len(id.DER) > 0 {
 		if x, err := x509.ParseCertificate(id.DER); err == nil {
 			FromCertificate(f, x)
-			if e.Lint != nil && !x.IsCA {
-				r := e.lint(id.Fingerprint, id.DER)
-				f.LintErrors, f.LintWarnings = r.Errors, r.Warnings
-			}
 		}
+	}
+	// Linted once at ingestion (inventory.Batch.LintNew), never here.
+	if id.Kind == store.KindX509 && id.Lint != nil && !f.IsCA {
+		f.LintErrors, f.LintWarnings = id.Lint.Errors, id.Lint.Warnings
 	}
 	if f.Subject == "" { // no DER, or unparsable: what the inventory recorded
 		f.Subject, f.Issuer, f.NotBefore, f.NotAfter, f.IsCA, f.SignatureAlg = id.Subject, id.Issuer, id.NotBefore, id.NotAfter, id.IsCA, id.SignatureAlg
@@ -359,14 +379,30 @@ func (e *Engine) finish(f *Facts, rc *runContext) {
 	f.InventoryActive = rc.invActive
 }
 
-func (e *Engine) lint(fp string, der []byte) LintResult {
-	if e.lintCache == nil {
-		e.lintCache = map[string]LintResult{}
+// sigilLint sets the lint facts of a Sigil-issued certificate: linted
+// (once per engine) when compute is set, else only from the cache.
+func (e *Engine) sigilLint(f *Facts, der []byte, compute bool) {
+	if e.Lint == nil || f.IsCA {
+		return
 	}
-	if r, ok := e.lintCache[fp]; ok {
-		return r
+	r, ok := e.lintCache[f.Fingerprint]
+	if !ok {
+		if !compute {
+			return
+		}
+		if e.lintCache == nil {
+			e.lintCache = map[string]LintResult{}
+		}
+		r = e.Lint(der)
+		e.lintCache[f.Fingerprint] = r
 	}
-	r := e.Lint(der)
-	e.lintCache[fp] = r
-	return r
+	f.LintErrors = r.Errors
+	// Sigil's leaves carry no subject key identifier (crypto/x509 adds one
+	// to CA certificates only): a known gap of ours, not something the
+	// certificate's owner can act on.
+	for _, w := range r.Warnings {
+		if !strings.HasPrefix(w, "w_ext_subject_key_identifier_missing_sub_cert") {
+			f.LintWarnings = append(f.LintWarnings, w)
+		}
+	}
 }

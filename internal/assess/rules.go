@@ -47,8 +47,8 @@ type Config struct {
 	FermatRounds   int // 100, as Boulder
 	// Owners: when set, an owner outside this list is a finding.
 	Owners []string
-	// AgentStaleAfter: an agent location not refreshed for this long while
-	// the certificate is valid (7 d).
+	// AgentStaleAfter: an active agent that has not contacted the server
+	// for this long while its current certificate is valid (7 d).
 	AgentStaleAfter time.Duration
 	// OrphanAfter: a Sigil certificate older than this that discovery never
 	// saw anywhere is an orphan (7 d).
@@ -235,7 +235,7 @@ var rules = []Rule{
 	},
 	{
 		ID: "agent-stale", Severity: SevMedium, Title: "Agent not seen",
-		Description: "An agent holding a valid certificate has not reported for the configured period.",
+		Description: "An enrolled, active agent has not contacted the server for the configured period while its current certificate is still valid.",
 		Remediation: "Check the machine and the agent; revoke the certificate if the machine is gone.",
 		Check:       checkAgentStale,
 	},
@@ -471,16 +471,11 @@ func checkOwner(c *Config, now time.Time, f *Facts) []Hit {
 }
 
 func checkAgentStale(c *Config, now time.Time, f *Facts) []Hit {
-	if f.Kind != "x509" || !live(f, now) {
+	if f.Kind != "x509" || f.Agent == "" || !live(f, now) || now.Sub(f.AgentLastSeen) <= c.AgentStaleAfter {
 		return nil
 	}
-	var out []Hit
-	for _, l := range f.Locations {
-		if l.Kind == "agent" && now.Sub(l.LastSeen) > c.AgentStaleAfter {
-			out = append(out, Hit{Qualifier: l.Host, Location: l.String(), Message: fmt.Sprintf("agent %s last reported %s", l.Host, l.LastSeen.UTC().Format(time.RFC3339))})
-		}
-	}
-	return out
+	return []Hit{{Qualifier: f.Agent, Location: "agent " + f.Agent, Message: fmt.Sprintf("agent %s last seen %s (%s ago) and still holds this valid certificate (expires in %s)",
+		f.Agent, f.AgentLastSeen.UTC().Format(time.RFC3339), days(now.Sub(f.AgentLastSeen)), days(f.NotAfter.Sub(now)))}}
 }
 
 func checkKeyPerms(c *Config, now time.Time, f *Facts) []Hit {

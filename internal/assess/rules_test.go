@@ -134,12 +134,16 @@ func TestRules(t *testing.T) {
 		{rule: "no-owner", name: "no owner", mutate: func(f *Facts) { f.Owner = "" }, want: 1, message: "no owner"},
 		{rule: "no-owner", name: "owner not in list", cfg: func(c *Config) { c.Owners = []string{"team-b"} }, mutate: func(f *Facts) {}, want: 1, message: "team-a"},
 		{rule: "no-owner", name: "owner in list", cfg: func(c *Config) { c.Owners = []string{"team-a"} }, mutate: func(f *Facts) {}},
-		{rule: "agent-stale", name: "fresh agent", mutate: func(f *Facts) {
-			f.Locations = []Location{{Kind: "agent", Host: "m1", Path: "/etc/x.pem", LastSeen: now.Add(-day)}}
+		{rule: "agent-stale", name: "no agent", mutate: func(f *Facts) {}},
+		{rule: "agent-stale", name: "fresh agent", mutate: func(f *Facts) { f.Agent, f.AgentLastSeen = "m1", now.Add(-day) }},
+		{rule: "agent-stale", name: "stale agent", mutate: func(f *Facts) { f.Agent, f.AgentLastSeen = "m1", now.Add(-10*day) }, want: 1, sev: SevMedium, message: "agent m1 last seen"},
+		{rule: "agent-stale", name: "stale agent, custom period", cfg: func(c *Config) { c.AgentStaleAfter = 30 * day }, mutate: func(f *Facts) { f.Agent, f.AgentLastSeen = "m1", now.Add(-10*day) }},
+		{rule: "agent-stale", name: "stale agent, revoked certificate", mutate: func(f *Facts) {
+			f.Agent, f.AgentLastSeen, f.Revoked, f.RevokedAt = "m1", now.Add(-10*day), true, now.Add(-day)
 		}},
-		{rule: "agent-stale", name: "stale agent", mutate: func(f *Facts) {
-			f.Locations = []Location{{Kind: "agent", Host: "m1", Path: "/etc/x.pem", LastSeen: now.Add(-10 * day)}}
-		}, want: 1, message: "m1"},
+		{rule: "agent-stale", name: "stale agent, expired certificate", mutate: func(f *Facts) {
+			f.Agent, f.AgentLastSeen, f.NotAfter = "m1", now.Add(-10*day), now.Add(-time.Hour)
+		}},
 		{rule: "key-file-permissions", name: "0600", mutate: func(f *Facts) {
 			f.Locations = []Location{{Kind: "fs", Host: "m1", Path: "/etc/k.pem", FileMode: 0o600, Detail: "private key", LastSeen: now}}
 		}},

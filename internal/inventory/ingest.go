@@ -184,6 +184,50 @@ func sanitized(in *Identity) Identity {
 	return id
 }
 
+// UnlintedLookup says which certificates still need linting (store.Reader does).
+type UnlintedLookup interface {
+	UnlintedInventory(ctx context.Context, fingerprints []string) ([]string, error)
+}
+
+// LintNew runs lint on the batch's certificates that are new to the
+// inventory (or were never linted) and records the results in their rows,
+// so that assessment reads them instead of linting every discovered
+// certificate each time it runs, and a re-report that only moves last-seen
+// costs no lint. Only leaves Sigil did not issue are linted: Sigil lints its
+// own certificates (they passed the error lints before signing), and
+// assessment ignores CA certificates' lint results. Call it before Apply,
+// outside the transaction (about 150 µs per certificate).
+func (b *Batch) LintNew(ctx context.Context, st UnlintedLookup, lint func(der []byte) *store.InventoryLint) error {
+	if lint == nil {
+		return nil
+	}
+	byFP := map[string]*store.InventoryIdentity{}
+	var fps []string
+	for _, id := range b.Identities {
+		if id.Kind == store.KindX509 && !id.IsCA && id.IssuedSerial == "" && len(id.DER) > 0 {
+			byFP[id.Fingerprint] = id
+			fps = append(fps, id.Fingerprint)
+		}
+	}
+	if len(fps) == 0 {
+		return nil
+	}
+	todo, err := st.UnlintedInventory(ctx, fps)
+	if err != nil {
+		return fmt.Errorf("reading the inventory's lint state: %w", err)
+	}
+	for _, fp := range todo {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if id := byFP[fp]; id != nil {
+			id.Lint = lint(id.DER)
+			b.Summary.Linted++
+		}
+	}
+	return nil
+}
+
 // Apply writes the batch in tx and returns what changed.
 func (b *Batch) Apply(ctx context.Context, tx store.InventoryTx) (Summary, error) {
 	s := b.Summary

@@ -108,7 +108,8 @@ type Summary struct {
 	NewIdentities int `json:"new_identities"`
 	Locations     int `json:"locations"`
 	NewLocations  int `json:"new_locations"`
-	Issued        int `json:"issued"` // identities recognised as issued by Sigil
+	Issued        int `json:"issued"`           // identities recognised as issued by Sigil
+	Linted        int `json:"linted,omitempty"` // certificates new to the inventory, linted on arrival
 	Errors        int `json:"errors"`
 }
 

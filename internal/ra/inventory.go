@@ -76,6 +76,9 @@ func (r *RA) ingest(ctx context.Context, c Caller, action string, rep *inventory
 		}
 		return inventory.Summary{}, r.refused(ctx, c, action, object, err)
 	}
+	if err := b.LintNew(ctx, r.store, r.monitor.lint); err != nil {
+		return inventory.Summary{}, storeErr(err, "inventory")
+	}
 	var sum inventory.Summary
 	err = r.store.Update(ctx, func(ctx context.Context, tx store.Tx) error {
 		var err error

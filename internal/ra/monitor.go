@@ -24,6 +24,9 @@ type monitorHooks struct {
 	// while a required audit sink cannot be written (fail closed).
 	gate   func(ctx context.Context) error
 	sealer Sealer // the KEK (Sealer is declared in acme.go)
+	// lint, when set, lints certificates new to the inventory at ingestion
+	// (inventory.Batch.LintNew); assessment reads the stored results.
+	lint func(der []byte) *store.InventoryLint
 }
 
 // SetWriteGate installs the check every state-changing request must pass
@@ -32,6 +35,10 @@ func (r *RA) SetWriteGate(gate func(ctx context.Context) error) { r.monitor.gate
 
 // SetSealer installs the sealer of webhook secrets. Call before serving.
 func (r *RA) SetSealer(s Sealer) { r.monitor.sealer = s }
+
+// SetInventoryLinter installs the linter of certificates entering the
+// inventory (see monitorHooks.lint). Call before serving.
+func (r *RA) SetInventoryLinter(lint func(der []byte) *store.InventoryLint) { r.monitor.lint = lint }
 
 // gateWrite refuses, with 503 and an audited refusal, a state-changing
 // request while the write gate fails. Reads (actions ending in ".read") and

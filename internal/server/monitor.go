@@ -133,6 +133,8 @@ func (s *Server) setupMonitor(kek *keys.KEK) error {
 		return err
 	}
 	m.engine.Lint = assess.LintWith(linter)
+	// Discovered and imported certificates are linted once, on arrival.
+	s.ra.SetInventoryLinter(assess.InventoryLinter(linter))
 	m.deliverer = &notify.Deliverer{Store: s.store, Secrets: kek, Log: s.log, Backoff: cfg.WebhookBackoff, MaxAttempts: cfg.WebhookAttempts}
 
 	m.runs = prometheus.NewHistogramVec(prometheus.HistogramOpts{

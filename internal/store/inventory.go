@@ -81,6 +81,19 @@ type InventoryIdentity struct {
 	LastSeen  time.Time // latest last-seen of any report
 
 	DER []byte // x509: the certificate DER (for assessment); nil otherwise
+
+	// Lint is what zlint reported when the certificate entered the
+	// inventory (x509 leaves Sigil did not issue, linted once at ingestion
+	// so that assessment never lints them); nil when not linted. An upsert
+	// sets it only on a row that has none.
+	Lint *InventoryLint
+}
+
+// InventoryLint holds zlint results, each "lint_name (details)". Both empty:
+// linted, nothing reported.
+type InventoryLint struct {
+	Errors   []string // error and fatal results
+	Warnings []string
 }
 
 // LocationKind is where a location was observed.
@@ -208,6 +221,10 @@ type InventoryReader interface {
 	// serials of Sigil-issued certificates (the certificates table) with that
 	// fingerprint; unknown fingerprints are absent from the map.
 	IssuedSerialsBySHA256(ctx context.Context, fingerprints []string) (map[string]string, error)
+	// UnlintedInventory returns those of the given fingerprints that are
+	// not in the inventory or have no lint results (InventoryIdentity.Lint),
+	// in the order given: what an ingestion still has to lint.
+	UnlintedInventory(ctx context.Context, fingerprints []string) ([]string, error)
 	// ListKeyReuse returns public keys in at least two certificates or whose
 	// private key is at two or more locations, ordered by SPKI, at most limit (0: all).
 	ListKeyReuse(ctx context.Context, limit int) ([]*KeyReuse, error)
@@ -269,6 +286,9 @@ func InventoryMergeSQL(table string) string {
 		fill("key_algorithm", "''"), fill("spki_sha256", "''"), fill("rule_id", "''"), fill("key_size", "0"),
 		fmt.Sprintf("sans = COALESCE(%[1]s.sans, excluded.sans)", table),
 		fmt.Sprintf("der = COALESCE(%[1]s.der, excluded.der)", table),
+		// Lint results are written once, both columns together.
+		fmt.Sprintf("lint_errors = CASE WHEN %[1]s.lint_errors IS NULL THEN excluded.lint_errors ELSE %[1]s.lint_errors END", table),
+		fmt.Sprintf("lint_warnings = CASE WHEN %[1]s.lint_errors IS NULL THEN excluded.lint_warnings ELSE %[1]s.lint_warnings END", table),
 		fmt.Sprintf("not_before = COALESCE(%[1]s.not_before, excluded.not_before)", table),
 		fmt.Sprintf("not_after = COALESCE(%[1]s.not_after, excluded.not_after)", table),
 		fmt.Sprintf("is_ca = (%[1]s.is_ca OR excluded.is_ca)", table),

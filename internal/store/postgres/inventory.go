@@ -16,10 +16,10 @@ import (
 
 const invColumns = `fingerprint, kind, source, subject, issuer, sans, serial, not_before, not_after, is_ca,
 	signature_alg, key_algorithm, key_size, spki_sha256, rule_id, issued_serial, owner, labels,
-	first_seen, last_seen, der`
+	first_seen, last_seen, der, lint_errors, lint_warnings`
 
 var upsertIdentitySQL = `INSERT INTO inventory_identities AS i (` + invColumns + `)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
 	ON CONFLICT (fingerprint) DO UPDATE SET ` + store.InventoryMergeSQL("i") + `
 	RETURNING (xmax = 0)`
 
@@ -30,6 +30,18 @@ func labelsArg(m map[string]string) any {
 	return m // pgx encodes it as JSON for the jsonb column
 }
 
+// lintArg is one lint column: NULL when not linted, else an array ('{}'
+// when empty, so that linted-clean differs from not linted).
+func lintArg(l *store.InventoryLint, warnings bool) any {
+	if l == nil {
+		return nil
+	}
+	if warnings {
+		return append([]string{}, l.Warnings...)
+	}
+	return append([]string{}, l.Errors...)
+}
+
 func (t *txn) UpsertIdentities(ctx context.Context, ids []*store.InventoryIdentity) (int, error) {
 	// One round trip for the whole batch.
 	b := &pgx.Batch{}
@@ -37,7 +49,7 @@ func (t *txn) UpsertIdentities(ctx context.Context, ids []*store.InventoryIdenti
 		b.Queue(upsertIdentitySQL, id.Fingerprint, string(id.Kind), string(id.Source), id.Subject,
 			id.Issuer, textArray(id.SANs), id.Serial, ts(id.NotBefore), ts(id.NotAfter), id.IsCA, id.SignatureAlg,
 			id.KeyAlgorithm, id.KeySize, id.SPKISHA256, id.RuleID, id.IssuedSerial, id.Owner, labelsArg(id.Labels),
-			ts(id.FirstSeen), ts(id.LastSeen), blob(id.DER))
+			ts(id.FirstSeen), ts(id.LastSeen), blob(id.DER), lintArg(id.Lint, false), lintArg(id.Lint, true))
 	}
 	br := t.tx.SendBatch(ctx, b)
 	defer br.Close()
@@ -127,11 +139,18 @@ func scanIdentity(row pgx.Row) (*store.InventoryIdentity, error) {
 		kind, source        string
 		nb, na, first, last pgtype.Timestamptz
 		keySize             int32
+		lintErrs, lintWarns *[]string
 	)
 	if err := row.Scan(&id.Fingerprint, &kind, &source, &id.Subject, &id.Issuer, &id.SANs, &id.Serial, &nb, &na,
 		&id.IsCA, &id.SignatureAlg, &id.KeyAlgorithm, &keySize, &id.SPKISHA256, &id.RuleID, &id.IssuedSerial,
-		&id.Owner, &id.Labels, &first, &last, &id.DER); err != nil {
+		&id.Owner, &id.Labels, &first, &last, &id.DER, &lintErrs, &lintWarns); err != nil {
 		return nil, err
+	}
+	if lintErrs != nil {
+		id.Lint = &store.InventoryLint{Errors: nilIfEmpty(*lintErrs)}
+		if lintWarns != nil {
+			id.Lint.Warnings = nilIfEmpty(*lintWarns)
+		}
 	}
 	id.Kind, id.Source, id.KeySize = store.InventoryKind(kind), store.InventorySource(source), int(keySize)
 	id.NotBefore, id.NotAfter, id.FirstSeen, id.LastSeen = fromTS(nb), fromTS(na), fromTS(first), fromTS(last)
@@ -234,6 +253,35 @@ func (s *Store) ListInventoryLocations(ctx context.Context, fingerprints ...stri
 	return queryAll(ctx, s.pool, "inventory locations", "SELECT "+locColumns+
 		" FROM inventory_locations WHERE fingerprint = ANY($1) ORDER BY fingerprint, kind, host, port, path, sni",
 		scanLocation, fingerprints)
+}
+
+func (s *Store) UnlintedInventory(ctx context.Context, fingerprints []string) ([]string, error) {
+	if len(fingerprints) == 0 {
+		return nil, nil
+	}
+	rows, err := s.pool.Query(ctx, "SELECT fingerprint FROM inventory_identities WHERE lint_errors IS NOT NULL AND fingerprint = ANY($1)", fingerprints)
+	if err != nil {
+		return nil, fmt.Errorf("postgres: reading inventory lint state: %w", err)
+	}
+	defer rows.Close()
+	linted := map[string]bool{}
+	for rows.Next() {
+		var fp string
+		if err := rows.Scan(&fp); err != nil {
+			return nil, fmt.Errorf("postgres: reading inventory lint state: %w", err)
+		}
+		linted[fp] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: reading inventory lint state: %w", err)
+	}
+	var out []string
+	for _, fp := range fingerprints {
+		if !linted[fp] {
+			out = append(out, fp)
+		}
+	}
+	return out, nil
 }
 
 func (s *Store) IssuedSerialsBySHA256(ctx context.Context, fingerprints []string) (map[string]string, error) {

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -16,7 +17,7 @@ import (
 
 const invColumns = `fingerprint, kind, source, subject, issuer, sans, serial, not_before, not_after, is_ca,
 	signature_alg, key_algorithm, key_size, spki_sha256, rule_id, issued_serial, owner, labels,
-	first_seen, last_seen, der`
+	first_seen, last_seen, der, lint_errors, lint_warnings`
 
 func (t *txn) UpsertIdentities(ctx context.Context, ids []*store.InventoryIdentity) (int, error) {
 	if len(ids) == 0 {
@@ -49,7 +50,7 @@ func (t *txn) UpsertIdentities(ctx context.Context, ids []*store.InventoryIdenti
 		}
 	}
 	ins, err := t.tx.PrepareContext(ctx, `INSERT INTO inventory_identities (`+invColumns+`)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 		ON CONFLICT (fingerprint) DO UPDATE SET `+store.InventoryMergeSQL("inventory_identities"))
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: preparing inventory upsert: %w", err)
@@ -65,10 +66,14 @@ func (t *txn) UpsertIdentities(ctx context.Context, ids []*store.InventoryIdenti
 		if err != nil {
 			return created, fmt.Errorf("sqlite: encoding labels: %w", err)
 		}
+		lintErrs, lintWarns, err := lintText(id.Lint)
+		if err != nil {
+			return created, fmt.Errorf("sqlite: encoding lint results: %w", err)
+		}
 		if _, err := ins.ExecContext(ctx, id.Fingerprint, string(id.Kind), string(id.Source), id.Subject, id.Issuer,
 			sans, id.Serial, micros(id.NotBefore), micros(id.NotAfter), id.IsCA, id.SignatureAlg, id.KeyAlgorithm,
 			id.KeySize, id.SPKISHA256, id.RuleID, id.IssuedSerial, id.Owner, labels,
-			micros(id.FirstSeen), micros(id.LastSeen), blob(id.DER)); err != nil {
+			micros(id.FirstSeen), micros(id.LastSeen), blob(id.DER), lintErrs, lintWarns); err != nil {
 			return created, writeErr(err, "inventory identity "+id.Fingerprint)
 		}
 		if !known[id.Fingerprint] {
@@ -77,6 +82,23 @@ func (t *txn) UpsertIdentities(ctx context.Context, ids []*store.InventoryIdenti
 		}
 	}
 	return created, nil
+}
+
+// lintText encodes lint results as two JSON arrays ("[]" when empty, so
+// that linted-clean differs from not linted, NULL).
+func lintText(l *store.InventoryLint) (errs, warns any, err error) {
+	if l == nil {
+		return nil, nil, nil
+	}
+	e, err := json.Marshal(append([]string{}, l.Errors...))
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := json.Marshal(append([]string{}, l.Warnings...))
+	if err != nil {
+		return nil, nil, err
+	}
+	return string(e), string(w), nil
 }
 
 const locColumns = `fingerprint, kind, host, port, path, sni, first_seen, last_seen, tls_version, cipher_suite,
@@ -170,13 +192,35 @@ func scanIdentity(sc scanner) (*store.InventoryIdentity, error) {
 		id                  store.InventoryIdentity
 		kind, source        string
 		sans, labels        sql.NullString
+		lintErrs, lintWarns sql.NullString
 		nb, na, first, last sql.NullInt64
 		der                 []byte
 	)
 	if err := sc.Scan(&id.Fingerprint, &kind, &source, &id.Subject, &id.Issuer, &sans, &id.Serial, &nb, &na, &id.IsCA,
 		&id.SignatureAlg, &id.KeyAlgorithm, &id.KeySize, &id.SPKISHA256, &id.RuleID, &id.IssuedSerial, &id.Owner,
-		&labels, &first, &last, &der); err != nil {
+		&labels, &first, &last, &der, &lintErrs, &lintWarns); err != nil {
 		return nil, err
+	}
+	if lintErrs.Valid {
+		// Most certificates lint clean ("[]"): no JSON decoding for them,
+		// since assessment reads every row.
+		id.Lint = &store.InventoryLint{}
+		if lintErrs.String != "[]" {
+			if err := fromJSON(lintErrs, &id.Lint.Errors); err != nil {
+				return nil, err
+			}
+		}
+		if lintWarns.String != "[]" {
+			if err := fromJSON(lintWarns, &id.Lint.Warnings); err != nil {
+				return nil, err
+			}
+		}
+		if len(id.Lint.Errors) == 0 {
+			id.Lint.Errors = nil
+		}
+		if len(id.Lint.Warnings) == 0 {
+			id.Lint.Warnings = nil
+		}
 	}
 	id.Kind, id.Source = store.InventoryKind(kind), store.InventorySource(source)
 	id.NotBefore, id.NotAfter, id.FirstSeen, id.LastSeen = fromMicros(nb), fromMicros(na), fromMicros(first), fromMicros(last)
@@ -298,6 +342,37 @@ func (s *Store) ListInventoryLocations(ctx context.Context, fingerprints ...stri
 	}
 	if len(fingerprints) > 500 {
 		store.SortLocations(out)
+	}
+	return out, nil
+}
+
+func (s *Store) UnlintedInventory(ctx context.Context, fingerprints []string) ([]string, error) {
+	linted := map[string]bool{}
+	for chunk := range chunks(fingerprints, 500) {
+		rows, err := s.r.QueryContext(ctx, "SELECT fingerprint FROM inventory_identities WHERE lint_errors IS NOT NULL AND fingerprint IN ("+
+			placeholders(len(chunk))+")", anySlice(chunk)...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: reading inventory lint state: %w", err)
+		}
+		for rows.Next() {
+			var fp string
+			if err := rows.Scan(&fp); err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("sqlite: reading inventory lint state: %w", err)
+			}
+			linted[fp] = true
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: reading inventory lint state: %w", err)
+		}
+	}
+	var out []string
+	for _, fp := range fingerprints {
+		if !linted[fp] {
+			out = append(out, fp)
+		}
 	}
 	return out, nil
 }

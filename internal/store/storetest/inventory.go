@@ -21,6 +21,54 @@ var inventoryTests = []test{
 	{"KeyReuse", testInvKeyReuse},
 	{"IssuedLookup", testInvIssuedLookup},
 	{"Schedules", testInvSchedules},
+	{"Lint", testInvLint},
+}
+
+// testInvLint: lint results round-trip (nil = not linted, empty = linted
+// clean), are written once, and UnlintedInventory reports what still needs
+// linting.
+func testInvLint(t *testing.T, s store.Store) {
+	dirty, clean, none := invIdentity(fp('l'), store.KindX509, base), invIdentity(fp('m'), store.KindX509, base), invIdentity(fp('n'), store.KindX509, base)
+	dirty.Lint = &store.InventoryLint{Errors: []string{"e_one (details)"}, Warnings: []string{"w_a", "w_b"}}
+	clean.Lint = &store.InventoryLint{}
+	upsertIDs(t, s, dirty, clean, none)
+	for _, want := range []*store.InventoryIdentity{dirty, clean, none} {
+		if got := getID(t, s, want.Fingerprint); !reflect.DeepEqual(got.Lint, want.Lint) {
+			t.Errorf("%s: Lint = %+v, want %+v", want.Fingerprint[:4], got.Lint, want.Lint)
+		}
+	}
+	// A re-report with other results changes nothing; a first result fills
+	// a row that had none.
+	again := invIdentity(fp('l'), store.KindX509, base.Add(time.Hour))
+	again.Lint = &store.InventoryLint{Warnings: []string{"w_other"}}
+	later := invIdentity(fp('n'), store.KindX509, base.Add(time.Hour))
+	later.Lint = &store.InventoryLint{Warnings: []string{"w_late"}}
+	noLint := invIdentity(fp('m'), store.KindX509, base.Add(time.Hour))
+	upsertIDs(t, s, again, later, noLint)
+	if got := getID(t, s, fp('l')); !reflect.DeepEqual(got.Lint, dirty.Lint) {
+		t.Errorf("re-report overwrote lint results: %+v", got.Lint)
+	}
+	if got := getID(t, s, fp('m')); got.Lint == nil || got.Lint.Errors != nil || got.Lint.Warnings != nil {
+		t.Errorf("re-report without results: Lint = %+v, want linted clean", got.Lint)
+	}
+	if got := getID(t, s, fp('n')); !reflect.DeepEqual(got.Lint, later.Lint) {
+		t.Errorf("first lint results: %+v, want %+v", got.Lint, later.Lint)
+	}
+	page, err := s.ListInventory(t.Context(), store.InventoryFilter{After: fp('k'), Limit: 1})
+	if err != nil || len(page) != 1 || !reflect.DeepEqual(page[0].Lint, dirty.Lint) {
+		t.Errorf("ListInventory: %v, %+v", err, page)
+	}
+	upsertIDs(t, s, invIdentity(fp('o'), store.KindX509, base))
+	got, err := s.UnlintedInventory(t.Context(), []string{fp('p'), fp('l'), fp('o'), fp('m')})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{fp('p'), fp('o')}; !slices.Equal(got, want) {
+		t.Errorf("UnlintedInventory = %v, want %v", got, want)
+	}
+	if got, err := s.UnlintedInventory(t.Context(), nil); err != nil || len(got) != 0 {
+		t.Errorf("UnlintedInventory(none) = %v, %v", got, err)
+	}
 }
 
 func fp(c byte) string { // a distinct 64-hex fingerprint

@@ -23,7 +23,11 @@ CREATE TABLE inventory_identities (
     labels        jsonb,
     first_seen    timestamptz,
     last_seen     timestamptz,
-    der           bytea
+    der           bytea,
+    -- zlint results computed at ingestion (store.InventoryLint): NULL when not
+    -- linted; lint_warnings is set whenever lint_errors is.
+    lint_errors   text[] COLLATE "C",
+    lint_warnings text[] COLLATE "C"
 );
 
 CREATE INDEX inventory_identities_kind ON inventory_identities (kind, fingerprint);

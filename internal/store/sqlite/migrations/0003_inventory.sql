@@ -23,7 +23,11 @@ CREATE TABLE inventory_identities (
     labels        TEXT,
     first_seen    INTEGER,
     last_seen     INTEGER,
-    der           BLOB
+    der           BLOB,
+    -- zlint results computed at ingestion (store.InventoryLint), JSON arrays:
+    -- NULL when not linted; lint_warnings is set whenever lint_errors is.
+    lint_errors   TEXT,
+    lint_warnings TEXT
 );
 -- A rowid table, not WITHOUT ROWID: a row holds ~1 KiB of DER, which an
 -- index-organised row would push to an overflow page of its own.
