@@ -13,7 +13,6 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -25,7 +24,6 @@ import (
 	"time"
 
 	"github.com/sigil-pki/sigil/internal/agent"
-	"github.com/sigil-pki/sigil/internal/client"
 	"github.com/sigil-pki/sigil/internal/identity"
 	"github.com/sigil-pki/sigil/internal/keys"
 	"github.com/sigil-pki/sigil/internal/ra"
@@ -48,41 +46,7 @@ const fleetProfile = `profiles:
 // server is where the agent expects it.
 func startServerAt(t *testing.T, dir, listen string) *instance {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	var srv *server.Server
-	var err error
-	for i := 0; ; i++ { // the previous server's port may take a moment to free
-		srv, err = server.New(ctx, server.Config{DataDir: dir, Listen: listen, HTTPListen: "127.0.0.1:0", Dev: true, Log: log})
-		if err == nil || i > 50 || !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	if err != nil {
-		cancel()
-		t.Fatalf("starting server: %v", err)
-	}
-	in := &instance{t: t, dir: dir, srv: srv, cancel: cancel, done: make(chan error, 1)}
-	go func() { in.done <- srv.Run(ctx) }()
-	tok, err := os.ReadFile(filepath.Join(dir, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in.token = strings.TrimSpace(string(tok))
-	if in.api, err = client.New(srv.APIURL, in.token, filepath.Join(dir, "root.pem")); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; ; i++ {
-		if err := in.api.Do(ctx, "GET", "/healthz", nil, nil); err == nil {
-			break
-		} else if i > 100 {
-			t.Fatalf("server not healthy: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Cleanup(in.stop)
-	return in
+	return startServerConfig(t, server.Config{DataDir: dir, Listen: listen})
 }
 
 func (in *instance) applyFleetProfile() {

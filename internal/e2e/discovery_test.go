@@ -14,8 +14,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
-	"log/slog"
 	"math/big"
 	"net"
 	"os"
@@ -38,34 +36,7 @@ import (
 // scheduled scans run within the test.
 func startServerFast(t *testing.T, dir string) *instance {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	srv, err := server.New(ctx, server.Config{DataDir: dir, Listen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Dev: true,
-		Log: log, BackgroundInterval: 200 * time.Millisecond})
-	if err != nil {
-		cancel()
-		t.Fatalf("starting server: %v", err)
-	}
-	in := &instance{t: t, dir: dir, srv: srv, cancel: cancel, done: make(chan error, 1)}
-	go func() { in.done <- srv.Run(ctx) }()
-	tok, err := os.ReadFile(filepath.Join(dir, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in.token = strings.TrimSpace(string(tok))
-	if in.api, err = client.New(srv.APIURL, in.token, filepath.Join(dir, "root.pem")); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; ; i++ {
-		if err := in.api.Do(ctx, "GET", "/healthz", nil, nil); err == nil {
-			break
-		} else if i > 100 {
-			t.Fatalf("server not healthy: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Cleanup(in.stop)
-	return in
+	return startServerConfig(t, server.Config{DataDir: dir, BackgroundInterval: 200 * time.Millisecond})
 }
 
 func makeCert(t *testing.T, cn string, parent *tls.Certificate, isCA bool, nb, na time.Time) tls.Certificate {

@@ -63,16 +63,44 @@ func startServer(t *testing.T, dir string) *instance {
 // startServerDB starts a server on a given store (see server.Config.DB).
 func startServerDB(t *testing.T, dir, db string) *instance {
 	t.Helper()
+	return startServerConfig(t, server.Config{DataDir: dir, DB: db})
+}
+
+// startServerConfig starts a --dev server with cfg, defaulting the
+// listeners to free loopback ports and the log to io.Discard (warnings on
+// stderr with -v), and waits until its HTTPS listener answers. A fixed
+// Listen address that a previous server of the test still holds is retried
+// for a few seconds.
+func startServerConfig(t *testing.T, cfg server.Config) *instance {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	cfg.Dev = true
+	if cfg.Listen == "" {
+		cfg.Listen = "127.0.0.1:0"
 	}
-	srv, err := server.New(ctx, server.Config{DataDir: dir, DB: db, Listen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Dev: true, Log: log})
+	if cfg.HTTPListen == "" {
+		cfg.HTTPListen = "127.0.0.1:0"
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.NewTextHandler(io.Discard, nil))
+		if testing.Verbose() {
+			cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		}
+	}
+	var srv *server.Server
+	var err error
+	for i := 0; ; i++ {
+		srv, err = server.New(ctx, cfg)
+		if err == nil || i > 50 || !strings.Contains(err.Error(), "address already in use") {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 	if err != nil {
 		cancel()
 		t.Fatalf("starting server: %v", err)
 	}
+	dir := cfg.DataDir
 	in := &instance{t: t, dir: dir, srv: srv, cancel: cancel, done: make(chan error, 1)}
 	go func() { in.done <- srv.Run(ctx) }()
 	tok, err := os.ReadFile(filepath.Join(dir, "admin.token"))

@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"context"
 	"crypto/tls"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -24,7 +22,6 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/sigil-pki/sigil/internal/api"
-	"github.com/sigil-pki/sigil/internal/client"
 	"github.com/sigil-pki/sigil/internal/notify"
 	"github.com/sigil-pki/sigil/internal/server"
 	"github.com/sigil-pki/sigil/internal/store/postgres/pgtest"
@@ -40,37 +37,7 @@ func startMonitored(t *testing.T, dir string, mon server.MonitorConfig) *instanc
 // startMonitoredDB is startMonitored on a given store (server.Config.DB).
 func startMonitoredDB(t *testing.T, dir, db string, mon server.MonitorConfig) *instance {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	if testing.Verbose() {
-		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	}
-	srv, err := server.New(ctx, server.Config{DataDir: dir, DB: db, Listen: "127.0.0.1:0", HTTPListen: "127.0.0.1:0", Dev: true, Log: log,
-		BackgroundInterval: time.Second, Monitor: mon})
-	if err != nil {
-		cancel()
-		t.Fatalf("starting server: %v", err)
-	}
-	in := &instance{t: t, dir: dir, srv: srv, cancel: cancel, done: make(chan error, 1)}
-	go func() { in.done <- srv.Run(ctx) }()
-	tok, err := os.ReadFile(filepath.Join(dir, "admin.token"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	in.token = strings.TrimSpace(string(tok))
-	if in.api, err = client.New(srv.APIURL, in.token, filepath.Join(dir, "root.pem")); err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; ; i++ {
-		if err := in.api.Do(ctx, "GET", "/healthz", nil, nil); err == nil {
-			break
-		} else if i > 100 {
-			t.Fatalf("server not healthy: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Cleanup(in.stop)
-	return in
+	return startServerConfig(t, server.Config{DataDir: dir, DB: db, BackgroundInterval: time.Second, Monitor: mon})
 }
 
 // eventually retries check until it returns "" or the deadline passes.
