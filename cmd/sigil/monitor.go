@@ -386,6 +386,8 @@ func addMonitorFlags(f *pflag.FlagSet, c *server.MonitorConfig) {
 	f.DurationVar(&c.AssessInterval, "assess-interval", 10*time.Minute, "how often every identity is re-evaluated for findings (changes are evaluated within seconds)")
 	c.ExpiryThresholds = []time.Duration{30 * 24 * time.Hour, 7 * 24 * time.Hour, 24 * time.Hour}
 	f.Var((*durationList)(&c.ExpiryThresholds), "expiry-thresholds", "expiry alert thresholds, e.g. 30d,7d,1d")
+	c.AgentStaleAfter = 7 * 24 * time.Hour
+	f.Var((*dayDuration)(&c.AgentStaleAfter), "agent-stale-after", "an active agent not seen for this long while its certificate is valid is a finding, e.g. 7d or 36h")
 	f.StringSliceVar(&c.Owners, "owner", nil, "allowed owners: an identity owned by anyone else is a finding (repeatable; default any non-empty owner)")
 	f.StringVar(&c.KeyBlocklist, "key-blocklist", "", "file of compromised keys (SPKI SHA-256 hex, one per line) to flag")
 	f.StringVar(&c.TrustAnchors, "trust-anchors", "", "PEM file of other CAs whose certificates count as managed (not shadow)")
@@ -429,3 +431,22 @@ func (d *durationList) Set(s string) error {
 }
 
 func (d *durationList) Type() string { return "durations" }
+
+// dayDuration is one positive duration, Go syntax or days (7d).
+type dayDuration time.Duration
+
+func (d *dayDuration) String() string {
+	l := durationList{time.Duration(*d)}
+	return l.String()
+}
+
+func (d *dayDuration) Set(s string) error {
+	var l durationList
+	if err := l.Set(s); err != nil || len(l) != 1 {
+		return fmt.Errorf("invalid duration %q (e.g. 7d or 36h)", s)
+	}
+	*d = dayDuration(l[0])
+	return nil
+}
+
+func (d *dayDuration) Type() string { return "duration" }

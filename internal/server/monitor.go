@@ -34,6 +34,9 @@ type MonitorConfig struct {
 	AssessInterval time.Duration
 	// ExpiryThresholds for the expiring rule (default 30d, 7d, 1d).
 	ExpiryThresholds []time.Duration
+	// AgentStaleAfter: an active agent unseen this long while its
+	// certificate is valid is a finding (default 7d).
+	AgentStaleAfter time.Duration
 	// Owners: when set, owners outside this list are findings.
 	Owners []string
 	// KeyBlocklist: file of compromised keys' SPKI SHA-256, one per line.
@@ -104,7 +107,7 @@ func (s *Server) setupMonitor(kek *keys.KEK) error {
 	}
 	s.ra.SetSealer(kek)
 
-	ac := assess.Config{ExpiryThresholds: cfg.ExpiryThresholds, Owners: cfg.Owners}
+	ac := assess.Config{ExpiryThresholds: cfg.ExpiryThresholds, Owners: cfg.Owners, AgentStaleAfter: cfg.AgentStaleAfter}
 	m.engine = &assess.Engine{Store: s.store, Config: ac, Log: s.log, Now: time.Now}
 	if cfg.KeyBlocklist != "" {
 		f, err := os.Open(cfg.KeyBlocklist)
