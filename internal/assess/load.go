@@ -145,16 +145,9 @@ func (e *Engine) loadSome(ctx context.Context, now time.Time, only []string) (ma
 			facts[f.Fingerprint] = f
 		}
 	}
-	var ids []*store.InventoryIdentity
-	for _, fp := range only {
-		id, err := e.Store.GetInventoryIdentity(ctx, fp)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
+	ids, err := e.Store.GetInventoryIdentities(ctx, only)
+	if err != nil {
+		return nil, err
 	}
 	if err := e.mergeInventory(ctx, now, rc, facts, ids, false); err != nil {
 		return nil, err

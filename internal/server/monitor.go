@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -248,6 +249,15 @@ func (s *Server) runMonitor(ctx context.Context) {
 					// Agents, ACME clients and the server renew on schedule:
 					// their new certificates wait for that full run rather
 					// than cost an evaluation per renewal.
+					continue
+				}
+				// The issuance event names the certificate's fingerprint,
+				// sparing a read per issuance.
+				var d struct {
+					SHA256 string `json:"sha256"`
+				}
+				if json.Unmarshal([]byte(e.Detail), &d) == nil && d.SHA256 != "" {
+					touched = append(touched, d.SHA256)
 					continue
 				}
 			}

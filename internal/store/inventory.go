@@ -217,6 +217,9 @@ type InventoryReader interface {
 	// (none when fingerprints is empty), ordered by fingerprint, kind, host,
 	// port, path, SNI.
 	ListInventoryLocations(ctx context.Context, fingerprints ...string) ([]*InventoryLocation, error)
+	// GetInventoryIdentities returns the identities with the given
+	// fingerprints that exist, in any order (unknown ones are left out).
+	GetInventoryIdentities(ctx context.Context, fingerprints []string) ([]*InventoryIdentity, error)
 	// IssuedSerialsBySHA256 maps the given certificate fingerprints to the
 	// serials of Sigil-issued certificates (the certificates table) with that
 	// fingerprint; unknown fingerprints are absent from the map.

@@ -169,6 +169,14 @@ func (s *Store) GetInventoryIdentity(ctx context.Context, fingerprint string) (*
 	return id, nil
 }
 
+func (s *Store) GetInventoryIdentities(ctx context.Context, fingerprints []string) ([]*store.InventoryIdentity, error) {
+	if len(fingerprints) == 0 {
+		return nil, nil
+	}
+	return queryAll(ctx, s.pool, "inventory identities", "SELECT "+invColumns+" FROM inventory_identities WHERE fingerprint = ANY($1)",
+		scanIdentity, fingerprints)
+}
+
 func (s *Store) ListInventory(ctx context.Context, f store.InventoryFilter) ([]*store.InventoryIdentity, error) {
 	var w whereClause
 	if f.Kind != "" {

@@ -242,6 +242,31 @@ func (s *Store) GetInventoryIdentity(ctx context.Context, fingerprint string) (*
 	return id, nil
 }
 
+func (s *Store) GetInventoryIdentities(ctx context.Context, fingerprints []string) ([]*store.InventoryIdentity, error) {
+	var out []*store.InventoryIdentity
+	for chunk := range chunks(fingerprints, 500) {
+		rows, err := s.r.QueryContext(ctx, "SELECT "+invColumns+" FROM inventory_identities WHERE fingerprint IN ("+
+			placeholders(len(chunk))+")", anySlice(chunk)...)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: reading inventory identities: %w", err)
+		}
+		for rows.Next() {
+			id, err := scanIdentity(rows)
+			if err != nil {
+				rows.Close()
+				return nil, fmt.Errorf("sqlite: reading inventory identities: %w", err)
+			}
+			out = append(out, id)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: reading inventory identities: %w", err)
+		}
+	}
+	return out, nil
+}
+
 // inventoryWhere builds the filter conditions shared by ListInventory.
 func inventoryWhere(f store.InventoryFilter) ([]string, []any) {
 	var conds []string

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"fmt"
 	"reflect"
 	"slices"
 	"testing"
@@ -22,6 +23,42 @@ var inventoryTests = []test{
 	{"IssuedLookup", testInvIssuedLookup},
 	{"Schedules", testInvSchedules},
 	{"Lint", testInvLint},
+	{"GetMany", testInvGetMany},
+}
+
+// testInvGetMany: GetInventoryIdentities returns exactly the known ones
+// among the asked fingerprints, each equal to GetInventoryIdentity's answer,
+// also past one statement's worth of parameters.
+func testInvGetMany(t *testing.T, s store.Store) {
+	var ids []*store.InventoryIdentity
+	var ask []string
+	for i := range 1200 {
+		f := fmt.Sprintf("%064x", i+1)
+		if i%2 == 0 {
+			ids = append(ids, invIdentity(f, store.KindX509, base))
+		}
+		ask = append(ask, f)
+	}
+	upsertIDs(t, s, ids...)
+	got, err := s.GetInventoryIdentities(t.Context(), append(ask, fp('z')))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(ids) {
+		t.Fatalf("got %d identities, want %d", len(got), len(ids))
+	}
+	byFP := map[string]*store.InventoryIdentity{}
+	for _, id := range got {
+		byFP[id.Fingerprint] = id
+	}
+	for _, want := range []*store.InventoryIdentity{ids[0], ids[len(ids)/2], ids[len(ids)-1]} {
+		if g := byFP[want.Fingerprint]; g == nil || !reflect.DeepEqual(canonID(g), canonID(getID(t, s, want.Fingerprint))) {
+			t.Errorf("identity %s: got %+v", want.Fingerprint[:8], g)
+		}
+	}
+	if none, err := s.GetInventoryIdentities(t.Context(), nil); err != nil || len(none) != 0 {
+		t.Errorf("no fingerprints: %v, %v", none, err)
+	}
 }
 
 // testInvLint: lint results round-trip (nil = not linted, empty = linted
