@@ -58,22 +58,11 @@ func (t *txn) UpsertIdentities(ctx context.Context, ids []*store.InventoryIdenti
 	defer ins.Close()
 	created := 0
 	for _, id := range ids {
-		sans, err := jsonText(id.SANs, len(id.SANs))
+		args, err := identityArgs(id)
 		if err != nil {
-			return created, fmt.Errorf("sqlite: encoding SANs: %w", err)
+			return created, err
 		}
-		labels, err := jsonText(id.Labels, len(id.Labels))
-		if err != nil {
-			return created, fmt.Errorf("sqlite: encoding labels: %w", err)
-		}
-		lintErrs, lintWarns, err := lintText(id.Lint)
-		if err != nil {
-			return created, fmt.Errorf("sqlite: encoding lint results: %w", err)
-		}
-		if _, err := ins.ExecContext(ctx, id.Fingerprint, string(id.Kind), string(id.Source), id.Subject, id.Issuer,
-			sans, id.Serial, micros(id.NotBefore), micros(id.NotAfter), id.IsCA, id.SignatureAlg, id.KeyAlgorithm,
-			id.KeySize, id.SPKISHA256, id.RuleID, id.IssuedSerial, id.Owner, labels,
-			micros(id.FirstSeen), micros(id.LastSeen), blob(id.DER), lintErrs, lintWarns); err != nil {
+		if _, err := ins.ExecContext(ctx, args...); err != nil {
 			return created, writeErr(err, "inventory identity "+id.Fingerprint)
 		}
 		if !known[id.Fingerprint] {
@@ -82,6 +71,33 @@ func (t *txn) UpsertIdentities(ctx context.Context, ids []*store.InventoryIdenti
 		}
 	}
 	return created, nil
+}
+
+// identityArgs encodes id as the values of invColumns, in order.
+func identityArgs(id *store.InventoryIdentity) ([]any, error) {
+	sans, err := jsonText(id.SANs, len(id.SANs))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: encoding SANs: %w", err)
+	}
+	labels, err := jsonText(id.Labels, len(id.Labels))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: encoding labels: %w", err)
+	}
+	lintErrs, lintWarns, err := lintText(id.Lint)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: encoding lint results: %w", err)
+	}
+	return []any{id.Fingerprint, string(id.Kind), string(id.Source), id.Subject, id.Issuer,
+		sans, id.Serial, micros(id.NotBefore), micros(id.NotAfter), id.IsCA, id.SignatureAlg, id.KeyAlgorithm,
+		id.KeySize, id.SPKISHA256, id.RuleID, id.IssuedSerial, id.Owner, labels,
+		micros(id.FirstSeen), micros(id.LastSeen), blob(id.DER), lintErrs, lintWarns}, nil
+}
+
+// locationArgs encodes l as the values of locColumns, in order.
+func locationArgs(l *store.InventoryLocation) []any {
+	return []any{l.Fingerprint, string(l.Kind), l.Host, l.Port, l.Path, l.SNI,
+		micros(l.FirstSeen), micros(l.LastSeen), l.TLSVersion, l.CipherSuite, l.ChainIndex, int64(l.FileMode),
+		l.FileOwner, l.Detail}
 }
 
 // lintText encodes lint results as two JSON arrays ("[]" when empty, so
@@ -123,9 +139,7 @@ func (t *txn) UpsertLocations(ctx context.Context, locs []*store.InventoryLocati
 	var upd *sql.Stmt
 	created := 0
 	for _, l := range locs {
-		n, err := affected(ins.ExecContext(ctx, l.Fingerprint, string(l.Kind), l.Host, l.Port, l.Path, l.SNI,
-			micros(l.FirstSeen), micros(l.LastSeen), l.TLSVersion, l.CipherSuite, l.ChainIndex, int64(l.FileMode),
-			l.FileOwner, l.Detail))
+		n, err := affected(ins.ExecContext(ctx, locationArgs(l)...))
 		if err != nil {
 			if isForeignKey(err) {
 				return created, fmt.Errorf("%w: inventory identity %s", store.ErrNotFound, l.Fingerprint)
