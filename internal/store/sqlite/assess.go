@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -30,20 +31,56 @@ func (t *txn) UpsertFinding(ctx context.Context, f *store.Finding) (bool, error)
 	return upsertFinding(ctx, f, t.tx.QueryRowContext(ctx, upsertFindingSQL, findingArgs(f)...))
 }
 
-// UpsertFindings is UpsertFinding for many findings with one prepared
-// statement: a full findings run writes hundreds of thousands, and
-// re-preparing the statement for each was a third of their cost.
+// UpsertFindings is UpsertFinding for many findings, written without the
+// upsert statement: inside a savepoint (group commit gives every member one)
+// SQLite opens a statement journal for each INSERT … ON CONFLICT DO UPDATE
+// and copies every page it touches there, which made the upsert most of a
+// findings run's cost. A point read, then a plain single-row INSERT or
+// UPDATE, needs no statement journal. Statements are prepared once per
+// batch: a full run writes hundreds of thousands of findings.
 // assess.Engine uses it when the transaction has it (not part of store.Tx).
 func (t *txn) UpsertFindings(ctx context.Context, fs []*store.Finding) ([]bool, error) {
-	st, err := t.tx.PrepareContext(ctx, upsertFindingSQL)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: preparing finding upsert: %w", err)
+	var sts [4]*sql.Stmt
+	for i, q := range []string{
+		"SELECT resolved_at IS NULL FROM findings WHERE id = ?",
+		`INSERT INTO findings (id, rule, severity, rank, subject, serial, location, message, first_seen, last_seen, resolved_at)
+			VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, NULL)`,
+		// refresh an open finding
+		`UPDATE findings SET rule = ?2, severity = ?3, rank = ?4, subject = ?5, serial = ?6, location = ?7, message = ?8,
+			last_seen = ?9 WHERE id = ?1`,
+		// reopen a resolved one
+		`UPDATE findings SET rule = ?2, severity = ?3, rank = ?4, subject = ?5, serial = ?6, location = ?7, message = ?8,
+			first_seen = ?9, last_seen = ?9, resolved_at = NULL WHERE id = ?1`,
+	} {
+		st, err := t.tx.PrepareContext(ctx, q)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: preparing finding upsert: %w", err)
+		}
+		defer st.Close()
+		sts[i] = st
 	}
-	defer st.Close()
+	sel, ins, refresh, reopen := sts[0], sts[1], sts[2], sts[3]
 	opened := make([]bool, len(fs))
 	for i, f := range fs {
-		if opened[i], err = upsertFinding(ctx, f, st.QueryRowContext(ctx, findingArgs(f)...)); err != nil {
-			return nil, err
+		args := findingArgs(f)
+		var open bool
+		err := sel.QueryRowContext(ctx, f.ID).Scan(&open)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			_, err = ins.ExecContext(ctx, args...)
+			opened[i] = true
+		case err != nil:
+		case open:
+			_, err = refresh.ExecContext(ctx, args...)
+		default:
+			_, err = reopen.ExecContext(ctx, args...)
+			opened[i] = true
+		}
+		if err != nil {
+			return nil, writeErr(err, "finding "+f.ID)
+		}
+		if opened[i] {
+			f.FirstSeen, f.ResolvedAt = f.LastSeen, time.Time{}
 		}
 	}
 	return opened, nil

@@ -41,11 +41,15 @@ const maxReaders = 32
 // transaction survives an application crash; only an OS crash or power loss
 // can lose the last commits (never corrupt the file). FULL would fsync every
 // commit and cap issuance at the disk's fsync rate.
+// temp_store=MEMORY keeps statement and savepoint journals off disk: group
+// commit gives every member a savepoint, and with the default (a temp file)
+// each page a member first touches was written there, a pwrite per page.
 var writerPragmas = []string{
 	fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS),
 	"foreign_keys(1)",
 	"journal_mode(WAL)",
 	"synchronous(NORMAL)",
+	"temp_store(MEMORY)",
 }
 
 // Readers are query_only so that a read method can never write by mistake.
