@@ -130,22 +130,23 @@ func (e *Engine) sync(ctx context.Context, now time.Time, only []string, facts m
 			return nil, err
 		}
 	} else {
+		// The evaluated subjects and those asked for but gone from the
+		// store (theirs are resolved too), a query per 500.
+		subjects := make([]string, 0, len(facts)+len(only))
 		for fp := range facts {
-			fs, err := e.Store.ListFindings(ctx, store.FindingFilter{Subject: fp})
+			subjects = append(subjects, fp)
+		}
+		for _, fp := range only {
+			if _, ok := facts[fp]; !ok {
+				subjects = append(subjects, fp)
+			}
+		}
+		for i := 0; i < len(subjects); i += 500 {
+			fs, err := e.Store.ListFindings(ctx, store.FindingFilter{Subjects: subjects[i:min(i+500, len(subjects))]})
 			if err != nil {
 				return nil, err
 			}
 			open = append(open, fs...)
-		}
-		// Subjects asked for but gone from the store: resolve theirs too.
-		for _, fp := range only {
-			if _, ok := facts[fp]; !ok {
-				fs, err := e.Store.ListFindings(ctx, store.FindingFilter{Subject: fp})
-				if err != nil {
-					return nil, err
-				}
-				open = append(open, fs...)
-			}
 		}
 	}
 	byID := map[string]*store.Finding{}

@@ -77,6 +77,7 @@ type Finding struct {
 // FindingFilter selects findings. Zero fields do not filter.
 type FindingFilter struct {
 	Subject         string
+	Subjects        []string // any of these (with Subject, either); at most 500
 	Rule            string
 	MinRank         int
 	IncludeResolved bool // otherwise only open findings

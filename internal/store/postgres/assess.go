@@ -69,8 +69,8 @@ func scanFinding(row pgx.Row) (*store.Finding, error) {
 
 func (s *Store) ListFindings(ctx context.Context, f store.FindingFilter) ([]*store.Finding, error) {
 	var w whereClause
-	if f.Subject != "" {
-		w.add("subject = ?", f.Subject)
+	if subjects := findingSubjects(f); len(subjects) > 0 {
+		w.add("subject = ANY(?)", subjects)
 	}
 	if f.Rule != "" {
 		w.add("rule = ?", f.Rule)
@@ -271,4 +271,12 @@ func (s *Store) ListAuditSinkStates(ctx context.Context) ([]*store.AuditSinkStat
 			st.UpdatedAt = fromTS(updated)
 			return &st, nil
 		})
+}
+
+// findingSubjects is the filter's subjects: Subject and Subjects together.
+func findingSubjects(f store.FindingFilter) []string {
+	if f.Subject == "" {
+		return f.Subjects
+	}
+	return append([]string{f.Subject}, f.Subjects...)
 }

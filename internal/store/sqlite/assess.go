@@ -129,8 +129,8 @@ func scanFinding(sc scanner) (*store.Finding, error) {
 func (s *Store) ListFindings(ctx context.Context, f store.FindingFilter) ([]*store.Finding, error) {
 	var conds []string
 	var args []any
-	if f.Subject != "" {
-		conds, args = append(conds, "subject = ?"), append(args, f.Subject)
+	if subjects := findingSubjects(f); len(subjects) > 0 {
+		conds, args = append(conds, "subject IN ("+placeholders(len(subjects))+")"), append(args, anySlice(subjects)...)
 	}
 	if f.Rule != "" {
 		conds, args = append(conds, "rule = ?"), append(args, f.Rule)
@@ -139,7 +139,13 @@ func (s *Store) ListFindings(ctx context.Context, f store.FindingFilter) ([]*sto
 		conds, args = append(conds, "rank >= ?"), append(args, f.MinRank)
 	}
 	if !f.IncludeResolved {
-		conds = append(conds, "resolved_at IS NULL")
+		if len(findingSubjects(f)) > 0 {
+			// Unary + keeps the planner on findings_subject: without
+			// statistics it preferred scanning every open finding by rank.
+			conds = append(conds, "+resolved_at IS NULL")
+		} else {
+			conds = append(conds, "resolved_at IS NULL")
+		}
 	}
 	q, args := limitClause("SELECT "+findingColumns+" FROM findings"+where(conds)+" ORDER BY rank DESC, first_seen, id", args, f.Limit)
 	return queryAll(ctx, s.r, "findings", q, scanFinding, args...)
@@ -333,4 +339,12 @@ func (s *Store) ListAuditSinkStates(ctx context.Context) ([]*store.AuditSinkStat
 			st.UpdatedAt = fromMicros(updated)
 			return &st, nil
 		})
+}
+
+// findingSubjects is the filter's subjects: Subject and Subjects together.
+func findingSubjects(f store.FindingFilter) []string {
+	if f.Subject == "" {
+		return f.Subjects
+	}
+	return append([]string{f.Subject}, f.Subjects...)
 }

@@ -136,6 +136,8 @@ func testFindingFilters(t *testing.T, s store.Store) {
 		{store.FindingFilter{}, []string{"d", "c", "a", "b"}},
 		{store.FindingFilter{MinRank: 3}, []string{"d", "c", "a"}},
 		{store.FindingFilter{Subject: "s1"}, []string{"a", "b"}},
+		{store.FindingFilter{Subjects: []string{"s3", "s1", "nope"}}, []string{"d", "a", "b"}},
+		{store.FindingFilter{Subject: "s2", Subjects: []string{"s3"}, MinRank: 3}, []string{"d", "c"}},
 		{store.FindingFilter{Rule: "weak-key", Limit: 1}, []string{"c"}},
 	} {
 		if got := ids(tc.f); !reflect.DeepEqual(got, tc.want) {
