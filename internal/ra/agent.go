@@ -33,7 +33,10 @@ import (
 // keyCompromise: the agent can then replace an identity an operator revoked
 // (e.g. a mis-issued or superseded certificate) without a new token, while a
 // disabled machine or a compromised key needs a human (disable, or re-enrol
-// with a new join token).
+// with a new join token). Besides the current certificate, only the one that
+// authenticated the latest renewal may renew (its answer may have been lost
+// in transit, leaving the agent without the new certificate); an older
+// certificate, even unexpired, authenticates no renewal.
 
 // AgentLabel is the certificate label naming the machine a certificate was
 // issued to through the agent.
@@ -403,6 +406,13 @@ func (r *RA) Renew(ctx context.Context, peer []*x509.Certificate, csrData []byte
 		rekey = true
 	case id.Cert.Status != identity.StatusIssued:
 		err = fail.New(fail.Unauthorized, "certificate %s is %s", id.Cert.Serial.OpenSSL(), id.Cert.Status)
+	case id.Cert.Serial != m.CurrentSerial && id.Cert.Serial != m.RenewedBy:
+		// Only the current certificate, or the one that authenticated the
+		// renewal that replaced it (its answer may have been lost), renews:
+		// a still-valid older certificate, say from a backup, must not mint
+		// the machine's identity anew.
+		err = fail.New(fail.Unauthorized, "certificate %s has been superseded by %s and cannot authenticate a renewal: renew with the current certificate, or enrol again with a new join token",
+			id.Cert.Serial.OpenSSL(), m.CurrentSerial.OpenSSL())
 	}
 	var csr *ca.CSR
 	if err == nil {
@@ -424,7 +434,7 @@ func (r *RA) Renew(ctx context.Context, peer []*x509.Certificate, csrData []byte
 			// the compare-and-swap on its current serial makes them hold
 			// at commit: of requests racing to replace one certificate,
 			// one wins and the others' certificates stay planned.
-			if err := tx.SetMachineCert(ctx, m.Name, m.CurrentSerial, rec.Serial, now); err != nil {
+			if err := tx.SetMachineCert(ctx, m.Name, m.CurrentSerial, rec.Serial, id.Cert.Serial, now); err != nil {
 				switch {
 				case errors.Is(err, store.ErrMachineDisabled):
 					return fail.New(fail.Forbidden, "machine %s is disabled: renewal refused", m.Name)

@@ -143,11 +143,38 @@ func TestRenewRules(t *testing.T) {
 	if m.CurrentSerial != out.Record.Serial {
 		t.Fatalf("machine current serial %s, want %s", m.CurrentSerial, out.Record.Serial)
 	}
-	// The previous, still valid certificate may renew too (an answer lost in transit).
-	if _, err := e.ra.Renew(e.ctx, peer, csr(t, "m1.test")); err != nil {
-		t.Fatalf("renewal with the previous certificate: %v", err)
+	// The previous, still valid certificate may renew too (an answer lost
+	// in transit), again and again while its answers are lost.
+	for i := range 2 {
+		if _, err := e.ra.Renew(e.ctx, peer, csr(t, "m1.test")); err != nil {
+			t.Fatalf("renewal %d with the previous certificate: %v", i, err)
+		}
 	}
 	_ = key
+	// Once the agent has renewed with a newer certificate, the older one
+	// authenticates nothing, though it is still valid.
+	m, _ = e.st.GetMachine(e.ctx, "m1.test")
+	current, err := e.st.GetCertificate(e.ctx, m.CurrentSerial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cur, err := x509.ParseCertificate(current.DER)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newer, err := e.ra.Renew(e.ctx, []*x509.Certificate{cur}, csr(t, "m1.test"))
+	if err != nil {
+		t.Fatalf("renewal with the current certificate: %v", err)
+	}
+	before := len(e.agentCerts("m1.test"))
+	_, err = e.ra.Renew(e.ctx, peer, csr(t, "m1.test"))
+	wantKind(t, "superseded certificate", err, fail.Unauthorized, "superseded")
+	if got := len(e.agentCerts("m1.test")); got != before {
+		t.Errorf("a refused renewal changed the certificates: %d -> %d", before, got)
+	}
+	if m, _ = e.st.GetMachine(e.ctx, "m1.test"); m.CurrentSerial != newer.Record.Serial {
+		t.Errorf("a refused renewal moved the machine to %s", m.CurrentSerial)
+	}
 
 	// Names outside the binding, another machine's names.
 	_, err = e.ra.Renew(e.ctx, other, csr(t, "m1.test"))

@@ -41,9 +41,13 @@ type Machine struct {
 	JoinTokenID   string          `json:"join_token_id,omitempty"`
 	State         MachineState    `json:"state"`
 	CurrentSerial identity.Serial `json:"current_serial,omitempty"`
-	FirstSeen     time.Time       `json:"first_seen"`
-	LastSeen      time.Time       `json:"last_seen"`
-	DisabledAt    time.Time       `json:"disabled_at,omitzero"`
+	// RenewedBy is the certificate that authenticated the renewal that
+	// issued CurrentSerial. Besides the current certificate only it may
+	// renew: an answer lost in transit leaves the agent holding it.
+	RenewedBy  identity.Serial `json:"renewed_by,omitempty"`
+	FirstSeen  time.Time       `json:"first_seen"`
+	LastSeen   time.Time       `json:"last_seen"`
+	DisabledAt time.Time       `json:"disabled_at,omitzero"`
 }
 
 // ErrMachineDisabled: the machine is disabled. errors.Is(err, ErrConflict)
@@ -65,13 +69,14 @@ type AgentTx interface {
 
 	// PutMachine creates or replaces a machine (an enrolment starts afresh).
 	PutMachine(ctx context.Context, m *Machine) error
-	// SetMachineCert records a machine's newest certificate and last contact
-	// as a compare-and-swap: only while it is active and its current serial
-	// is still prev, so of two transactions replacing the same certificate
-	// only one changes the row. ErrNotFound if absent; ErrMachineDisabled
-	// (which is also ErrConflict) if disabled; ErrConflict if the current
-	// serial is no longer prev.
-	SetMachineCert(ctx context.Context, name string, prev, serial identity.Serial, at time.Time) error
+	// SetMachineCert records a machine's newest certificate, the certificate
+	// that authenticated its renewal (renewedBy) and its last contact, as a
+	// compare-and-swap: only while it is active and its current serial is
+	// still prev, so of two transactions replacing the same certificate only
+	// one changes the row. ErrNotFound if absent; ErrMachineDisabled (which
+	// is also ErrConflict) if disabled; ErrConflict if the current serial is
+	// no longer prev.
+	SetMachineCert(ctx context.Context, name string, prev, serial, renewedBy identity.Serial, at time.Time) error
 	// TouchMachine moves LastSeen forward (never back); ErrNotFound if absent.
 	TouchMachine(ctx context.Context, name string, at time.Time) error
 	// DisableMachine moves a machine to disabled, keeping the first

@@ -89,28 +89,28 @@ func (s *Store) ListJoinTokens(ctx context.Context) ([]*store.JoinToken, error) 
 
 // Machines.
 
-const machineColumns = "name, profile, names, attestation, join_token_id, state, current_serial, first_seen, last_seen, disabled_at"
+const machineColumns = "name, profile, names, attestation, join_token_id, state, current_serial, first_seen, last_seen, disabled_at, renewed_by"
 
 func (t *txn) PutMachine(ctx context.Context, m *store.Machine) error {
 	_, err := t.tx.Exec(ctx, "INSERT INTO machines ("+machineColumns+`)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 		ON CONFLICT (name) DO UPDATE SET profile = excluded.profile, names = excluded.names,
 			attestation = excluded.attestation, join_token_id = excluded.join_token_id, state = excluded.state,
 			current_serial = excluded.current_serial, first_seen = excluded.first_seen,
-			last_seen = excluded.last_seen, disabled_at = excluded.disabled_at`,
+			last_seen = excluded.last_seen, disabled_at = excluded.disabled_at, renewed_by = excluded.renewed_by`,
 		m.Name, m.Profile, textArray(m.Names), m.Attestation, m.JoinTokenID, string(m.State), string(m.CurrentSerial),
-		ts(m.FirstSeen), ts(m.LastSeen), ts(m.DisabledAt))
+		ts(m.FirstSeen), ts(m.LastSeen), ts(m.DisabledAt), string(m.RenewedBy))
 	if err != nil {
 		return writeErr(err, "machine "+m.Name)
 	}
 	return nil
 }
 
-func (t *txn) SetMachineCert(ctx context.Context, name string, prev, serial identity.Serial, at time.Time) error {
+func (t *txn) SetMachineCert(ctx context.Context, name string, prev, serial, renewedBy identity.Serial, at time.Time) error {
 	// Under READ COMMITTED the loser of a race re-evaluates the WHERE clause
 	// against the winner's row and changes nothing.
-	tag, err := t.tx.Exec(ctx, `UPDATE machines SET current_serial = $1, last_seen = GREATEST(last_seen, $2)
-		WHERE name = $3 AND state = 'active' AND current_serial = $4`, string(serial), ts(at), name, string(prev))
+	tag, err := t.tx.Exec(ctx, `UPDATE machines SET current_serial = $1, renewed_by = $5, last_seen = GREATEST(last_seen, $2)
+		WHERE name = $3 AND state = 'active' AND current_serial = $4`, string(serial), ts(at), name, string(prev), string(renewedBy))
 	if err != nil {
 		return writeErr(err, "machine "+name)
 	}
@@ -152,14 +152,14 @@ func (t *txn) DisableMachine(ctx context.Context, name string, at time.Time) err
 func scanMachine(row pgx.Row) (*store.Machine, error) {
 	var (
 		m                    store.Machine
-		state, serial        string
+		state, serial, by    string
 		first, last, disable pgtype.Timestamptz
 	)
-	if err := row.Scan(&m.Name, &m.Profile, &m.Names, &m.Attestation, &m.JoinTokenID, &state, &serial, &first, &last, &disable); err != nil {
+	if err := row.Scan(&m.Name, &m.Profile, &m.Names, &m.Attestation, &m.JoinTokenID, &state, &serial, &first, &last, &disable, &by); err != nil {
 		return nil, err
 	}
 	m.Names = nilIfEmpty(m.Names)
-	m.State, m.CurrentSerial = store.MachineState(state), identity.Serial(serial)
+	m.State, m.CurrentSerial, m.RenewedBy = store.MachineState(state), identity.Serial(serial), identity.Serial(by)
 	m.FirstSeen, m.LastSeen, m.DisabledAt = fromTS(first), fromTS(last), fromTS(disable)
 	return &m, nil
 }

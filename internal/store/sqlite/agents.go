@@ -90,25 +90,25 @@ func (s *Store) ListJoinTokens(ctx context.Context) ([]*store.JoinToken, error) 
 
 // Machines.
 
-const machineColumns = "name, profile, names, attestation, join_token_id, state, current_serial, first_seen, last_seen, disabled_at"
+const machineColumns = "name, profile, names, attestation, join_token_id, state, current_serial, first_seen, last_seen, disabled_at, renewed_by"
 
 func (t *txn) PutMachine(ctx context.Context, m *store.Machine) error {
 	names, err := jsonText(m.Names, len(m.Names))
 	if err != nil {
 		return fmt.Errorf("sqlite: encoding machine names: %w", err)
 	}
-	_, err = t.tx.ExecContext(ctx, "INSERT OR REPLACE INTO machines ("+machineColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+	_, err = t.tx.ExecContext(ctx, "INSERT OR REPLACE INTO machines ("+machineColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		m.Name, m.Profile, names, m.Attestation, m.JoinTokenID, string(m.State), string(m.CurrentSerial),
-		micros(m.FirstSeen), micros(m.LastSeen), micros(m.DisabledAt))
+		micros(m.FirstSeen), micros(m.LastSeen), micros(m.DisabledAt), string(m.RenewedBy))
 	if err != nil {
 		return writeErr(err, "machine "+m.Name)
 	}
 	return nil
 }
 
-func (t *txn) SetMachineCert(ctx context.Context, name string, prev, serial identity.Serial, at time.Time) error {
-	n, err := affected(t.tx.ExecContext(ctx, `UPDATE machines SET current_serial = ?, last_seen = MAX(COALESCE(last_seen, 0), ?)
-		WHERE name = ? AND state = 'active' AND current_serial = ?`, string(serial), at.UnixMicro(), name, string(prev)))
+func (t *txn) SetMachineCert(ctx context.Context, name string, prev, serial, renewedBy identity.Serial, at time.Time) error {
+	n, err := affected(t.tx.ExecContext(ctx, `UPDATE machines SET current_serial = ?, renewed_by = ?, last_seen = MAX(COALESCE(last_seen, 0), ?)
+		WHERE name = ? AND state = 'active' AND current_serial = ?`, string(serial), string(renewedBy), at.UnixMicro(), name, string(prev)))
 	if err != nil {
 		return writeErr(err, "machine "+name)
 	}
@@ -157,16 +157,16 @@ func scanMachine(sc scanner) (*store.Machine, error) {
 	var (
 		m                    store.Machine
 		names                sql.NullString
-		state, serial        string
+		state, serial, by    string
 		first, last, disable sql.NullInt64
 	)
-	if err := sc.Scan(&m.Name, &m.Profile, &names, &m.Attestation, &m.JoinTokenID, &state, &serial, &first, &last, &disable); err != nil {
+	if err := sc.Scan(&m.Name, &m.Profile, &names, &m.Attestation, &m.JoinTokenID, &state, &serial, &first, &last, &disable, &by); err != nil {
 		return nil, err
 	}
 	if err := fromJSON(names, &m.Names); err != nil {
 		return nil, fmt.Errorf("decoding machine %s: %w", m.Name, err)
 	}
-	m.State, m.CurrentSerial = store.MachineState(state), identity.Serial(serial)
+	m.State, m.CurrentSerial, m.RenewedBy = store.MachineState(state), identity.Serial(serial), identity.Serial(by)
 	m.FirstSeen, m.LastSeen, m.DisabledAt = fromMicros(first), fromMicros(last), fromMicros(disable)
 	return &m, nil
 }

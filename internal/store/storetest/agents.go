@@ -169,10 +169,12 @@ func testMachineLifecycle(t *testing.T, s store.Store) {
 		t.Errorf("machine:\n got %+v\nwant %+v", g, w)
 	}
 	update(t, s, func(ctx context.Context, tx store.Tx) error {
-		return tx.SetMachineCert(ctx, m.Name, "1f", "2a", base.Add(time.Minute))
+		return tx.SetMachineCert(ctx, m.Name, "1f", "2a", "1f", base.Add(time.Minute))
 	})
 	// A swap from a serial that is no longer current changes nothing.
-	err = s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.SetMachineCert(ctx, m.Name, "1f", "2b", base) })
+	err = s.Update(ctx, func(ctx context.Context, tx store.Tx) error {
+		return tx.SetMachineCert(ctx, m.Name, "1f", "2b", "1f", base)
+	})
 	wantErr(t, "SetMachineCert from a stale serial", err, store.ErrConflict)
 	if errors.Is(err, store.ErrMachineDisabled) {
 		t.Errorf("a stale serial reported as a disabled machine: %v", err)
@@ -180,8 +182,20 @@ func testMachineLifecycle(t *testing.T, s store.Store) {
 	// LastSeen never moves back.
 	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.TouchMachine(ctx, m.Name, base) })
 	got, _ = s.GetMachine(ctx, m.Name)
-	if got.CurrentSerial != "2a" || !got.LastSeen.Equal(canonTime(base.Add(time.Minute))) {
+	if got.CurrentSerial != "2a" || got.RenewedBy != "1f" || !got.LastSeen.Equal(canonTime(base.Add(time.Minute))) {
 		t.Errorf("after SetMachineCert: %+v", got)
+	}
+	// A renewal authenticated by an earlier certificate (a lost answer)
+	// records that one, not the certificate it replaced.
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		return tx.SetMachineCert(ctx, m.Name, "2a", "2c", "1f", base.Add(time.Minute))
+	})
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		return tx.SetMachineCert(ctx, m.Name, "2c", "2a", "2c", base.Add(time.Minute))
+	})
+	got, _ = s.GetMachine(ctx, m.Name)
+	if got.CurrentSerial != "2a" || got.RenewedBy != "2c" {
+		t.Errorf("after two more SetMachineCert: current %s renewed by %s, want 2a by 2c", got.CurrentSerial, got.RenewedBy)
 	}
 	update(t, s, func(ctx context.Context, tx store.Tx) error {
 		return tx.DisableMachine(ctx, m.Name, base.Add(2*time.Minute))
@@ -189,7 +203,9 @@ func testMachineLifecycle(t *testing.T, s store.Store) {
 	update(t, s, func(ctx context.Context, tx store.Tx) error {
 		return tx.DisableMachine(ctx, m.Name, base.Add(3*time.Minute))
 	})
-	err = s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.SetMachineCert(ctx, m.Name, "2a", "3b", base) })
+	err = s.Update(ctx, func(ctx context.Context, tx store.Tx) error {
+		return tx.SetMachineCert(ctx, m.Name, "2a", "3b", "2a", base)
+	})
 	wantErr(t, "SetMachineCert on a disabled machine", err, store.ErrMachineDisabled)
 	wantErr(t, "SetMachineCert on a disabled machine", err, store.ErrConflict)
 	got, _ = s.GetMachine(ctx, m.Name)
@@ -197,7 +213,7 @@ func testMachineLifecycle(t *testing.T, s store.Store) {
 		t.Errorf("after DisableMachine: %+v", got)
 	}
 	for _, fn := range []func(context.Context, store.Tx) error{
-		func(ctx context.Context, tx store.Tx) error { return tx.SetMachineCert(ctx, "nope", "", "1", base) },
+		func(ctx context.Context, tx store.Tx) error { return tx.SetMachineCert(ctx, "nope", "", "1", "", base) },
 		func(ctx context.Context, tx store.Tx) error { return tx.TouchMachine(ctx, "nope", base) },
 		func(ctx context.Context, tx store.Tx) error { return tx.DisableMachine(ctx, "nope", base) },
 	} {
@@ -222,7 +238,7 @@ func testMachineCertSwapOnce(t *testing.T, s store.Store) {
 			State: store.MachineActive, CurrentSerial: "01", FirstSeen: base, LastSeen: base})
 	})
 	err := s.Update(ctx, func(ctx context.Context, tx store.Tx) error {
-		if err := tx.SetMachineCert(ctx, name, "01", "ff", base); err != nil {
+		if err := tx.SetMachineCert(ctx, name, "01", "ff", "01", base); err != nil {
 			return err
 		}
 		return errBoom
@@ -235,7 +251,7 @@ func testMachineCertSwapOnce(t *testing.T, s store.Store) {
 		go func() {
 			<-start
 			errs <- s.Update(ctx, func(ctx context.Context, tx store.Tx) error {
-				return tx.SetMachineCert(ctx, name, "01", identity.Serial(fmt.Sprintf("a%d", i)), base.Add(time.Second))
+				return tx.SetMachineCert(ctx, name, "01", identity.Serial(fmt.Sprintf("a%d", i)), "01", base.Add(time.Second))
 			})
 		}()
 	}
