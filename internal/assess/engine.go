@@ -182,24 +182,12 @@ func (e *Engine) sync(ctx context.Context, now time.Time, only []string, facts m
 		var newly []*store.Finding
 		err := e.Store.Update(ctx, func(ctx context.Context, tx store.Tx) error {
 			newly = newly[:0]
-			if bu, ok := tx.(batchUpserter); ok {
-				ok, err := bu.UpsertFindings(ctx, chunk)
-				if err != nil {
-					return err
-				}
-				for i, f := range chunk {
-					if ok[i] {
-						newly = append(newly, f)
-					}
-				}
-				return nil
+			ok, err := tx.UpsertFindings(ctx, chunk)
+			if err != nil {
+				return err
 			}
-			for _, f := range chunk {
-				ok, err := tx.UpsertFinding(ctx, f)
-				if err != nil {
-					return err
-				}
-				if ok {
+			for i, f := range chunk {
+				if ok[i] {
 					newly = append(newly, f)
 				}
 			}
@@ -228,13 +216,6 @@ func (e *Engine) sync(ctx context.Context, now time.Time, only []string, facts m
 	n, err := e.notify(ctx, now, opened)
 	sum.Notified = n
 	return sum, err
-}
-
-// batchUpserter is a transaction that upserts many findings at once with
-// the semantics of UpsertFinding (the SQLite store: one prepared statement
-// per batch instead of one per finding).
-type batchUpserter interface {
-	UpsertFindings(ctx context.Context, fs []*store.Finding) (opened []bool, err error)
 }
 
 // notify enqueues webhook events for newly opened findings: finding.<severity>

@@ -14,6 +14,10 @@ type AssessTx interface {
 	// Callers never refresh a finding at the very instant it was first
 	// seen (a backend may then report it as opened).
 	UpsertFinding(ctx context.Context, f *Finding) (opened bool, err error)
+	// UpsertFindings is UpsertFinding for many findings with distinct IDs
+	// (a findings run writes up to one per identity and rule), in a few
+	// statements; opened[i] is UpsertFinding's result for fs[i].
+	UpsertFindings(ctx context.Context, fs []*Finding) (opened []bool, err error)
 	// ResolveFinding marks an open finding resolved at at; ErrNotFound if it
 	// is not open.
 	ResolveFinding(ctx context.Context, id string, at time.Time) error

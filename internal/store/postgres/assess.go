@@ -44,6 +44,72 @@ func (t *txn) UpsertFinding(ctx context.Context, f *store.Finding) (bool, error)
 	return opened, nil
 }
 
+// upsertFindingsSQL is UpsertFinding for a batch in one round trip. A row
+// whose first_seen equals its new last_seen was inserted or reopened (the
+// store's contract: a finding is never refreshed at the instant it was
+// first seen).
+const upsertFindingsSQL = `INSERT INTO findings AS f (id, rule, severity, rank, subject, serial, location, message, first_seen, last_seen, resolved_at)
+		SELECT id, rule, severity, rank, subject, serial, location, message, seen, seen, NULL
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::int[], $5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[])
+			AS u(id, rule, severity, rank, subject, serial, location, message, seen)
+		ON CONFLICT (id) DO UPDATE SET rule = excluded.rule, severity = excluded.severity, rank = excluded.rank,
+			subject = excluded.subject, serial = excluded.serial, location = excluded.location, message = excluded.message,
+			last_seen = excluded.last_seen,
+			first_seen = CASE WHEN f.resolved_at IS NULL THEN f.first_seen ELSE excluded.last_seen END,
+			resolved_at = NULL
+		RETURNING f.id, f.first_seen = f.last_seen`
+
+func (t *txn) UpsertFindings(ctx context.Context, fs []*store.Finding) ([]bool, error) {
+	if len(fs) == 0 {
+		return nil, nil
+	}
+	n := len(fs)
+	ids, rules, sevs, subjects, serials, locs, msgs := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	ranks, seen := make([]int32, n), make([]time.Time, n)
+	at := make(map[string]int, n)
+	for i, f := range fs {
+		f.LastSeen = floorMicros(f.LastSeen)
+		ids[i], rules[i], sevs[i], ranks[i], subjects[i] = f.ID, f.Rule, f.Severity, int32(f.Rank), f.Subject
+		serials[i], locs[i], msgs[i], seen[i] = f.Serial, f.Location, f.Message, f.LastSeen
+		if _, dup := at[f.ID]; dup {
+			return nil, fmt.Errorf("postgres: finding %s twice in one batch", f.ID)
+		}
+		at[f.ID] = i
+	}
+	rows, err := t.tx.Query(ctx, upsertFindingsSQL, ids, rules, sevs, ranks, subjects, serials, locs, msgs, seen)
+	if err != nil {
+		return nil, writeErr(err, "findings")
+	}
+	defer rows.Close()
+	opened := make([]bool, n)
+	got := 0
+	for rows.Next() {
+		var id string
+		var fresh bool
+		if err := rows.Scan(&id, &fresh); err != nil {
+			return nil, writeErr(err, "findings")
+		}
+		i, ok := at[id]
+		if !ok {
+			return nil, fmt.Errorf("postgres: upsert returned unknown finding %s", id)
+		}
+		opened[i] = fresh
+		got++
+	}
+	if err := rows.Err(); err != nil {
+		return nil, writeErr(err, "findings")
+	}
+	if got != n {
+		return nil, fmt.Errorf("postgres: upsert of %d findings returned %d rows", n, got)
+	}
+	for i, f := range fs {
+		if opened[i] {
+			f.FirstSeen, f.ResolvedAt = f.LastSeen, time.Time{}
+		}
+	}
+	return opened, nil
+}
+
 func (t *txn) ResolveFinding(ctx context.Context, id string, at time.Time) error {
 	tag, err := t.tx.Exec(ctx, "UPDATE findings SET resolved_at = $1 WHERE id = $2 AND resolved_at IS NULL", floorMicros(at), id)
 	if err != nil {

@@ -38,7 +38,6 @@ func (t *txn) UpsertFinding(ctx context.Context, f *store.Finding) (bool, error)
 // findings run's cost. A point read, then a plain single-row INSERT or
 // UPDATE, needs no statement journal. Statements are prepared once per
 // batch: a full run writes hundreds of thousands of findings.
-// assess.Engine uses it when the transaction has it (not part of store.Tx).
 func (t *txn) UpsertFindings(ctx context.Context, fs []*store.Finding) ([]bool, error) {
 	var sts [4]*sql.Stmt
 	for i, q := range []string{

@@ -19,6 +19,8 @@ import (
 //   - DeleteWebhook removes the webhook's deliveries.
 var assessTests = []test{
 	{"FindingLifecycle", testFindingLifecycle},
+	{"FindingLifecycleBatch", testFindingLifecycleBatch},
+	{"FindingBatch", testFindingBatch},
 	{"FindingFilters", testFindingFilters},
 	{"WebhookRoundTrip", testWebhookRoundTrip},
 	{"DeliveryDedupAndUpdate", testDeliveryDedup},
@@ -68,7 +70,66 @@ func upsertFinding(t *testing.T, s store.Store, f *store.Finding) bool {
 	return opened
 }
 
-func testFindingLifecycle(t *testing.T, s store.Store) {
+// upsertFindingBatch writes f through UpsertFindings, alone in its batch.
+func upsertFindingBatch(t *testing.T, s store.Store, f *store.Finding) bool {
+	t.Helper()
+	var opened []bool
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		var err error
+		opened, err = tx.UpsertFindings(ctx, []*store.Finding{f})
+		return err
+	})
+	if len(opened) != 1 {
+		t.Fatalf("UpsertFindings of one finding returned %d results", len(opened))
+	}
+	return opened[0]
+}
+
+func testFindingLifecycle(t *testing.T, s store.Store) { findingLifecycle(t, s, upsertFinding) }
+
+func testFindingLifecycleBatch(t *testing.T, s store.Store) {
+	findingLifecycle(t, s, upsertFindingBatch)
+}
+
+// testFindingBatch: each finding of a batch gets its own result and
+// FirstSeen, whatever the order.
+func testFindingBatch(t *testing.T, s store.Store) {
+	mk := func(id string, at time.Time) *store.Finding {
+		return &store.Finding{ID: id, Rule: "r", Severity: "low", Rank: 1, Subject: "s-" + id, Message: "m", LastSeen: at}
+	}
+	upsertFinding(t, s, mk("open", base))
+	upsertFinding(t, s, mk("resolved", base))
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		return tx.ResolveFinding(ctx, "resolved", base.Add(time.Minute))
+	})
+	later := base.Add(time.Hour)
+	batch := []*store.Finding{mk("resolved", later), mk("new", later), mk("open", later)}
+	var opened []bool
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		var err error
+		opened, err = tx.UpsertFindings(ctx, batch)
+		return err
+	})
+	if want := []bool{true, true, false}; !reflect.DeepEqual(opened, want) {
+		t.Errorf("UpsertFindings(resolved, new, open) = %v, want %v", opened, want)
+	}
+	wantFirst := map[string]time.Time{"resolved": later, "new": later, "open": base}
+	got, err := s.ListFindings(t.Context(), store.FindingFilter{})
+	if err != nil || len(got) != 3 {
+		t.Fatalf("ListFindings: %v, %v", got, err)
+	}
+	for _, f := range got {
+		if !f.FirstSeen.Equal(canonTime(wantFirst[f.ID])) || !f.LastSeen.Equal(canonTime(later)) || !f.ResolvedAt.IsZero() {
+			t.Errorf("%s: first %v last %v resolved %v; want first %v last %v, open", f.ID, f.FirstSeen, f.LastSeen, f.ResolvedAt, wantFirst[f.ID], later)
+		}
+	}
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		_, err := tx.UpsertFindings(ctx, nil)
+		return err
+	})
+}
+
+func findingLifecycle(t *testing.T, s store.Store, upsertFinding func(*testing.T, store.Store, *store.Finding) bool) {
 	f := &store.Finding{ID: "expiring-30d:abc", Rule: "expiring", Severity: "medium", Rank: 2, Subject: "abc", Serial: "1f", Message: "expires soon", LastSeen: base}
 	if !upsertFinding(t, s, f) {
 		t.Fatal("first upsert: want opened")
