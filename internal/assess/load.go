@@ -119,14 +119,19 @@ func (e *Engine) loadSome(ctx context.Context, now time.Time, only []string) (ma
 	if err != nil {
 		return nil, err
 	}
+	list := make([]identity.Serial, 0, len(serials))
 	for _, serial := range serials {
-		c, err := e.Store.GetCertificate(ctx, identity.Serial(serial))
+		list = append(list, identity.Serial(serial))
+	}
+	var certs []*identity.Certificate
+	for i := 0; i < len(list); i += 500 {
+		cs, err := e.Store.ListCertificates(ctx, store.CertFilter{Serials: list[i:min(i+500, len(list))]})
 		if err != nil {
-			if errors.Is(err, store.ErrNotFound) {
-				continue
-			}
 			return nil, err
 		}
+		certs = append(certs, cs...)
+	}
+	for _, c := range certs {
 		if len(c.DER) == 0 {
 			continue
 		}

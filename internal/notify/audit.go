@@ -43,6 +43,12 @@ func PumpAudit(ctx context.Context, st store.Store, now time.Time) ([]*audit.Eve
 		}
 		return nil, putCursor(ctx, st, head, now)
 	}
+	// The subscriptions once per call, not per event: during heavy issuance
+	// a call sees hundreds of events, and most estates subscribe to none.
+	hooks, err := st.ListWebhooks(ctx)
+	if err != nil {
+		return nil, err
+	}
 	var seen []*audit.Event
 	for {
 		evs, err := st.ListAudit(ctx, store.AuditFilter{AfterSeq: cur, Limit: 500})
@@ -55,10 +61,14 @@ func PumpAudit(ctx context.Context, st store.Store, now time.Time) ([]*audit.Eve
 				continue
 			}
 			seen = append(seen, e)
+			subs := subscribers(hooks, typ)
+			if len(subs) == 0 {
+				continue
+			}
 			var detail map[string]any
 			_ = json.Unmarshal([]byte(e.Detail), &detail)
 			data := map[string]any{"serial": e.Object, "actor": e.Actor, "audit_seq": e.Seq, "detail": detail}
-			if _, err := Enqueue(ctx, st, Event{Type: typ, DedupKey: typ + ":" + e.Object, Time: e.Time, Data: data}); err != nil {
+			if _, err := enqueueTo(ctx, st, Event{Type: typ, DedupKey: typ + ":" + e.Object, Time: e.Time, Data: data}, subs); err != nil {
 				return seen, err
 			}
 		}

@@ -107,12 +107,22 @@ func Enqueue(ctx context.Context, st store.Store, ev Event) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	return enqueueTo(ctx, st, ev, subscribers(hooks, ev.Type))
+}
+
+// subscribers is the hooks that subscribe to events of type typ.
+func subscribers(hooks []*store.Webhook, typ string) []*store.Webhook {
 	var subs []*store.Webhook
 	for _, w := range hooks {
-		if slices.Contains(w.Events, ev.Type) {
+		if slices.Contains(w.Events, typ) {
 			subs = append(subs, w)
 		}
 	}
+	return subs
+}
+
+// enqueueTo records ev for subs, once per dedup key.
+func enqueueTo(ctx context.Context, st store.Store, ev Event, subs []*store.Webhook) (int, error) {
 	if len(subs) == 0 {
 		return 0, nil
 	}

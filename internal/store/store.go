@@ -130,6 +130,7 @@ type Reader interface {
 
 // CertFilter selects certificates. Zero fields do not filter.
 type CertFilter struct {
+	Serials        []identity.Serial // any of these; at most 500
 	Status         identity.CertStatus
 	Profile        string
 	IssuerID       string

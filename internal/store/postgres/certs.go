@@ -122,6 +122,13 @@ func (s *Store) GetCertificate(ctx context.Context, serial identity.Serial) (*id
 // NULLS LAST matches SQLite, where NULL sorts lowest.
 func (s *Store) ListCertificates(ctx context.Context, f store.CertFilter) ([]*identity.Certificate, error) {
 	var w whereClause
+	if len(f.Serials) > 0 {
+		serials := make([]string, len(f.Serials))
+		for i, sn := range f.Serials {
+			serials[i] = string(sn)
+		}
+		w.add("serial = ANY(?)", serials)
+	}
 	if f.Status != "" {
 		w.add("status = ?", string(f.Status))
 	}

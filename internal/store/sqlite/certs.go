@@ -128,6 +128,12 @@ func (s *Store) GetCertificate(ctx context.Context, serial identity.Serial) (*id
 func (s *Store) ListCertificates(ctx context.Context, f store.CertFilter) ([]*identity.Certificate, error) {
 	var conds []string
 	var args []any
+	if len(f.Serials) > 0 {
+		conds = append(conds, "serial IN ("+placeholders(len(f.Serials))+")")
+		for _, sn := range f.Serials {
+			args = append(args, string(sn))
+		}
+	}
 	if f.Status != "" {
 		conds, args = append(conds, "status = ?"), append(args, string(f.Status))
 	}

@@ -205,6 +205,8 @@ func testListCertificates(t *testing.T, s store.Store) {
 		{"window in another zone", store.CertFilter{NotAfterAfter: now.In(time.FixedZone("W", -7*3600)),
 			NotAfterBefore: now.Add(15 * day).In(time.FixedZone("E", 9*3600))}, []identity.Serial{"f", "1"}},
 		{"combined", store.CertFilter{Status: identity.StatusIssued, IssuerID: "A", Profile: "web"}, []identity.Serial{"1"}},
+		{"serials", store.CertFilter{Serials: []identity.Serial{"1", "10", "nope", "f"}}, []identity.Serial{"f", "10", "1"}},
+		{"serials and status", store.CertFilter{Serials: []identity.Serial{"1", "2", "3"}, Status: identity.StatusRevoked}, []identity.Serial{"2"}},
 		{"limit", store.CertFilter{Limit: 2}, all[:2]},
 		{"limit above count", store.CertFilter{Limit: 50}, all},
 		{"limit with filter", store.CertFilter{Profile: "web", Limit: 2}, []identity.Serial{"f", "2"}},
