@@ -62,7 +62,9 @@ type Tx interface {
 	// revocation data), which is what a store-to-store copy relies on.
 	InsertCertificate(ctx context.Context, c *identity.Certificate) error
 	// MarkIssued moves a planned certificate to issued, storing its DER and
-	// fingerprint. ErrNotFound for an unknown serial; ErrConflict if not planned.
+	// fingerprint and dropping the planned to-be-signed bytes (the DER holds
+	// them; keeping both made every issued row half again as large).
+	// ErrNotFound for an unknown serial; ErrConflict if not planned.
 	MarkIssued(ctx context.Context, serial identity.Serial, der []byte, fingerprint string, issuedAt time.Time) error
 	// Revoke moves an issued certificate to revoked. ErrNotFound for an unknown
 	// serial; ErrConflict if it is not in the issued state (planned or already revoked).

@@ -26,7 +26,7 @@ const (
 	insertCertSQL = `INSERT INTO certificates (` + certColumns + `)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
 		ON CONFLICT (serial) DO NOTHING`
-	markIssuedSQL = `UPDATE certificates SET status = 'issued', der = $1, sha256 = $2, issued_at = $3
+	markIssuedSQL = `UPDATE certificates SET status = 'issued', der = $1, sha256 = $2, issued_at = $3, tbs = NULL
 		WHERE serial = $4 AND status = 'planned'`
 	revokeSQL = `UPDATE certificates SET status = 'revoked', revoked_at = $1, revocation_reason = $2
 		WHERE serial = $3 AND status = 'issued'`

@@ -19,7 +19,7 @@ const certColumns = `serial, issuer_id, profile, status, requester, owner, label
 const (
 	insertCertSQL = `INSERT INTO certificates (` + certColumns + `)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
-	markIssuedSQL = `UPDATE certificates SET status = 'issued', der = ?, sha256 = ?, issued_at = ?
+	markIssuedSQL = `UPDATE certificates SET status = 'issued', der = ?, sha256 = ?, issued_at = ?, tbs = NULL
 		WHERE serial = ? AND status = 'planned'`
 	revokeSQL = `UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?
 		WHERE serial = ? AND status = 'issued'`
