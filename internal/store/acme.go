@@ -71,6 +71,10 @@ type ACMEReader interface {
 	// RenewEarlyAt returns when a certificate was marked for early renewal;
 	// ErrNotFound if it was not.
 	RenewEarlyAt(ctx context.Context, serial string) (time.Time, error)
+	// ListACMEAccounts returns every account, by CreatedAt then ID (store copy).
+	ListACMEAccounts(ctx context.Context) ([]*ACMEAccount, error)
+	// ListRenewEarly returns every early-renewal mark by serial (store copy).
+	ListRenewEarly(ctx context.Context) (map[string]time.Time, error)
 }
 
 // ACMEProfile is whether (and how) a policy profile is served over ACME.

@@ -18,6 +18,9 @@ type AssessTx interface {
 	// (a findings run writes up to one per identity and rule), in a few
 	// statements; opened[i] is UpsertFinding's result for fs[i].
 	UpsertFindings(ctx context.Context, fs []*Finding) (opened []bool, err error)
+	// ImportFinding stores a finding exactly as given (FirstSeen, LastSeen,
+	// ResolvedAt), for a store-to-store copy; ErrConflict if the ID exists.
+	ImportFinding(ctx context.Context, f *Finding) error
 	// ResolveFinding marks an open finding resolved at at; ErrNotFound if it
 	// is not open.
 	ResolveFinding(ctx context.Context, id string, at time.Time) error

@@ -287,6 +287,32 @@ func (s *Store) RenewEarlyAt(ctx context.Context, serial string) (time.Time, err
 	return fromTS(at), nil
 }
 
+func (s *Store) ListACMEAccounts(ctx context.Context) ([]*store.ACMEAccount, error) {
+	return queryAll(ctx, s.pool, "ACME accounts", "SELECT "+acmeAccountColumns+" FROM acme_accounts ORDER BY created_at, id", scanACMEAccount)
+}
+
+func (s *Store) ListRenewEarly(ctx context.Context) (map[string]time.Time, error) {
+	type mark struct {
+		serial string
+		at     time.Time
+	}
+	marks, err := queryAll(ctx, s.pool, "early renewals", "SELECT serial, marked_at FROM acme_renew_early", func(row pgx.Row) (mark, error) {
+		var m mark
+		var at pgtype.Timestamptz
+		err := row.Scan(&m.serial, &at)
+		m.at = fromTS(at)
+		return m, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]time.Time, len(marks))
+	for _, m := range marks {
+		out[m.serial] = m.at
+	}
+	return out, nil
+}
+
 func (s *Store) ListACMEOrderIDs(ctx context.Context, accountID string, limit int) ([]string, error) {
 	return queryAll(ctx, s.pool, "ACME orders", "SELECT id FROM acme_orders WHERE account_id = $1 ORDER BY created_at DESC, id LIMIT $2", func(row pgx.Row) (string, error) {
 		var id string

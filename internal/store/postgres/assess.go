@@ -110,6 +110,15 @@ func (t *txn) UpsertFindings(ctx context.Context, fs []*store.Finding) ([]bool, 
 	return opened, nil
 }
 
+func (t *txn) ImportFinding(ctx context.Context, f *store.Finding) error {
+	_, err := t.tx.Exec(ctx, "INSERT INTO findings ("+findingColumns+") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+		f.ID, f.Rule, f.Severity, f.Rank, f.Subject, f.Serial, f.Location, f.Message, ts(f.FirstSeen), ts(f.LastSeen), ts(f.ResolvedAt))
+	if err != nil {
+		return writeErr(err, "finding "+f.ID)
+	}
+	return nil
+}
+
 func (t *txn) ResolveFinding(ctx context.Context, id string, at time.Time) error {
 	tag, err := t.tx.Exec(ctx, "UPDATE findings SET resolved_at = $1 WHERE id = $2 AND resolved_at IS NULL", floorMicros(at), id)
 	if err != nil {

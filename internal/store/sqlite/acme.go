@@ -319,6 +319,32 @@ func (s *Store) RenewEarlyAt(ctx context.Context, serial string) (time.Time, err
 	return fromMicros(at), nil
 }
 
+func (s *Store) ListACMEAccounts(ctx context.Context) ([]*store.ACMEAccount, error) {
+	return queryAll(ctx, s.r, "ACME accounts", "SELECT "+acmeAccountColumns+" FROM acme_accounts ORDER BY created_at, id", scanACMEAccount)
+}
+
+func (s *Store) ListRenewEarly(ctx context.Context) (map[string]time.Time, error) {
+	type mark struct {
+		serial string
+		at     time.Time
+	}
+	marks, err := queryAll(ctx, s.r, "early renewals", "SELECT serial, marked_at FROM acme_renew_early", func(sc scanner) (mark, error) {
+		var m mark
+		var at sql.NullInt64
+		err := sc.Scan(&m.serial, &at)
+		m.at = fromMicros(at)
+		return m, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]time.Time, len(marks))
+	for _, m := range marks {
+		out[m.serial] = m.at
+	}
+	return out, nil
+}
+
 func (s *Store) ListACMEOrderIDs(ctx context.Context, accountID string, limit int) ([]string, error) {
 	return queryAll(ctx, s.r, "ACME orders", "SELECT id FROM acme_orders WHERE account_id = ? ORDER BY created_at DESC, id LIMIT ?", func(sc scanner) (string, error) {
 		var id string

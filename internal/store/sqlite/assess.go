@@ -102,6 +102,15 @@ func upsertFinding(ctx context.Context, f *store.Finding, row *sql.Row) (bool, e
 	return opened, nil
 }
 
+func (t *txn) ImportFinding(ctx context.Context, f *store.Finding) error {
+	_, err := t.tx.ExecContext(ctx, "INSERT INTO findings ("+findingColumns+") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+		f.ID, f.Rule, f.Severity, f.Rank, f.Subject, f.Serial, f.Location, f.Message, micros(f.FirstSeen), micros(f.LastSeen), micros(f.ResolvedAt))
+	if err != nil {
+		return writeErr(err, "finding "+f.ID)
+	}
+	return nil
+}
+
 func (t *txn) ResolveFinding(ctx context.Context, id string, at time.Time) error {
 	n, err := affected(t.tx.ExecContext(ctx, "UPDATE findings SET resolved_at = ? WHERE id = ? AND resolved_at IS NULL", at.UnixMicro(), id))
 	if err != nil {

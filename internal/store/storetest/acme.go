@@ -31,6 +31,11 @@ func testRenewEarly(t *testing.T, s store.Store) {
 	if err != nil || !at.Equal(canonTime(base)) {
 		t.Fatalf("RenewEarlyAt: %v %v, want the first mark", at, err)
 	}
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.MarkRenewEarly(ctx, "def", base.Add(time.Hour)) })
+	all, err := s.ListRenewEarly(ctx)
+	if err != nil || len(all) != 2 || !all["abc"].Equal(canonTime(base)) || !all["def"].Equal(canonTime(base.Add(time.Hour))) {
+		t.Fatalf("ListRenewEarly = %v, %v", all, err)
+	}
 }
 
 func testACMEProfiles(t *testing.T, s store.Store) {
@@ -126,6 +131,10 @@ func testACMEAccounts(t *testing.T, s store.Store) {
 	}
 	_, err = s.GetACMEAccountByKey(ctx, "web", "tp1")
 	wantErr(t, "old thumbprint", err, store.ErrNotFound)
+	all, err := s.ListACMEAccounts(ctx)
+	if err != nil || len(all) != 2 || all[0].ID != "a1" || all[1].ID != "a2" || all[0].Status != "deactivated" || all[1].Profile != "api" {
+		t.Fatalf("ListACMEAccounts = %+v, %v", all, err)
+	}
 	upd.ID = "zz"
 	err = s.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.UpdateACMEAccount(ctx, &upd) })
 	wantErr(t, "update absent", err, store.ErrNotFound)

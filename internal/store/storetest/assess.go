@@ -127,6 +127,22 @@ func testFindingBatch(t *testing.T, s store.Store) {
 		_, err := tx.UpsertFindings(ctx, nil)
 		return err
 	})
+
+	// ImportFinding keeps every time as given, resolved or not.
+	imp := &store.Finding{ID: "imported", Rule: "r", Severity: "high", Rank: 3, Subject: "s-imp", Serial: "1f", Location: "host:443", Message: "m",
+		FirstSeen: base.Add(-time.Hour), LastSeen: base, ResolvedAt: base.Add(time.Minute)}
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.ImportFinding(ctx, imp) })
+	err = s.Update(t.Context(), func(ctx context.Context, tx store.Tx) error { return tx.ImportFinding(ctx, imp) })
+	wantErr(t, "importing a finding twice", err, store.ErrConflict)
+	got, err = s.ListFindings(t.Context(), store.FindingFilter{Subject: "s-imp", IncludeResolved: true})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("imported finding: %v, %v", got, err)
+	}
+	want := *imp
+	want.FirstSeen, want.LastSeen, want.ResolvedAt = canonTime(want.FirstSeen), canonTime(want.LastSeen), canonTime(want.ResolvedAt)
+	if !reflect.DeepEqual(*got[0], want) {
+		t.Errorf("imported finding:\n got %+v\nwant %+v", *got[0], want)
+	}
 }
 
 func findingLifecycle(t *testing.T, s store.Store, upsertFinding func(*testing.T, store.Store, *store.Finding) bool) {
