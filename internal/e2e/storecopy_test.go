@@ -2,11 +2,13 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/sigil-pki/sigil/internal/api"
 	"github.com/sigil-pki/sigil/internal/identity"
@@ -53,6 +55,17 @@ func TestStoreCopy(t *testing.T) {
 	for _, s := range serials {
 		before[s] = in.mustCLI("cert", "show", s, "-o", "json")
 	}
+	// An enrolled agent: after the copy it must still renew (its machine
+	// and current certificate came along).
+	in.applyFleetProfile()
+	const machine = "copy-agent.prod.internal"
+	fp := in.rootFingerprint()
+	agentState := t.TempDir()
+	if out, errOut, code := runSigil(t, "agent", "--once", "--server", in.srv.APIURL, "--root-fingerprint", fp,
+		"--join-token", in.joinToken(machine), "--name", machine, "--state", agentState); code != 0 {
+		t.Fatalf("agent enrolment: exit %d\n%s%s", code, out, errOut)
+	}
+	renewDue := time.Now().Add(7 * time.Second) // --renew-at 0.1 of the fleet profile's minute
 	in.stop()
 	source := "sqlite:" + filepath.Join(dir, "sigil.db")
 
@@ -90,6 +103,29 @@ func TestStoreCopy(t *testing.T) {
 			t.Errorf("OCSP after copy:\n%s", out)
 		}
 		b.mustCLI("cert", "issue", "--profile", "web", "--name", "after-copy.test", "--key-out", filepath.Join(work, "k.pem"), "--out", filepath.Join(work, "c.pem"))
+
+		// The agent renews against the copy, from a copy of its state (each
+		// destination sees the certificate it enrolled with as current).
+		state := t.TempDir()
+		if err := os.CopyFS(state, os.DirFS(agentState)); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Until(renewDue))
+		if out, errOut, code := runSigil(t, "agent", "--once", "--server", b.srv.APIURL, "--root-fingerprint", fp,
+			"--name", machine, "--state", state, "--renew-at", "0.1", "--jitter", "0"); code != 0 {
+			t.Errorf("agent renewal after copy: exit %d\n%s%s", code, out, errOut)
+		}
+		var m struct {
+			State         string `json:"state"`
+			CurrentSerial string `json:"current_serial"`
+			RenewedBy     string `json:"renewed_by"`
+		}
+		if err := json.Unmarshal([]byte(b.mustCLI("agent", "show", machine, "-o", "json")), &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.State != "active" || m.RenewedBy == "" || m.RenewedBy == m.CurrentSerial {
+			t.Errorf("machine after renewal on the copy: %+v", m)
+		}
 	}
 
 	// SQLite to SQLite always runs.

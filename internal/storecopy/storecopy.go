@@ -1,6 +1,8 @@
 // Package storecopy moves everything one Sigil store holds into another,
 // empty one (SQLite to PostgreSQL or back): issuers, profiles, tokens,
-// certificates, CRLs and the audit log, whose events keep their sequence
+// certificates, CRLs, agents' machines and join tokens, the inventory and
+// scan schedules, ACME directories, accounts, orders and EAB keys, findings,
+// webhooks and their deliveries, audit sink positions, and the audit log, whose events keep their sequence
 // numbers and hashes so the copied chain verifies, with the same head, as the
 // original. The copy is checked by counting every kind of record on both
 // sides and verifying the destination's chain end to end.
@@ -36,6 +38,7 @@ type Counts struct {
 	Certificates int
 	CRLs         int
 	AuditEvents  int64
+	More         MoreCounts // agents, inventory, ACME, monitoring
 }
 
 // Report describes a finished, verified copy.
@@ -57,7 +60,7 @@ func (r *Report) Kinds() []struct {
 		From, To int64
 	}
 	s, d := r.Source, r.Destination
-	return []row{
+	out := []row{
 		{"issuers", int64(s.Issuers), int64(d.Issuers)},
 		{"profiles", int64(s.Profiles), int64(d.Profiles)},
 		{"tokens", int64(s.Tokens), int64(d.Tokens)},
@@ -65,6 +68,10 @@ func (r *Report) Kinds() []struct {
 		{"crls", int64(s.CRLs), int64(d.CRLs)},
 		{"audit events", s.AuditEvents, d.AuditEvents},
 	}
+	for i, m := range s.More.rows() {
+		out = append(out, row{m.Kind, int64(m.N), int64(d.More.rows()[i].N)})
+	}
+	return out
 }
 
 // ErrNotEmpty is returned when the destination already holds records.
@@ -118,8 +125,8 @@ func Copy(ctx context.Context, from store.Reader, to store.Store, progress func(
 		return nil, fmt.Errorf("reading destination: %w", err)
 	}
 	if dst != (Counts{}) {
-		return nil, fmt.Errorf("%w: it holds %d issuers, %d profiles, %d tokens, %d certificates, %d CRLs and %d audit events; copy only into a new, empty database",
-			ErrNotEmpty, dst.Issuers, dst.Profiles, dst.Tokens, dst.Certificates, dst.CRLs, dst.AuditEvents)
+		return nil, fmt.Errorf("%w: it holds %d issuers, %d profiles, %d tokens, %d certificates, %d CRLs, %d audit events and %+v; copy only into a new, empty database",
+			ErrNotEmpty, dst.Issuers, dst.Profiles, dst.Tokens, dst.Certificates, dst.CRLs, dst.AuditEvents, dst.More)
 	}
 	headSeq, headHash, err := from.AuditHead(ctx)
 	if err != nil {
@@ -202,6 +209,10 @@ func Copy(ctx context.Context, from store.Reader, to store.Store, progress func(
 	}
 	src.CRLs = len(crls)
 	progress(fmt.Sprintf("copied %d CRLs", src.CRLs))
+
+	if src.More, err = copyMore(ctx, from, to, progress); err != nil {
+		return nil, err
+	}
 
 	// The audit log, streamed in seq order and checked on the way: a source
 	// chain that does not verify is not copied.
@@ -331,7 +342,8 @@ func count(ctx context.Context, s store.Reader) (Counts, error) {
 		return c, err
 	}
 	c.Issuers, c.Profiles, c.Tokens, c.Certificates, c.CRLs, c.AuditEvents = len(issuers), len(profiles), len(tokens), len(certs), len(crls), n
-	return c, nil
+	c.More, err = countMore(ctx, s)
+	return c, err
 }
 
 // inBatches writes items to s, BatchSize per transaction.

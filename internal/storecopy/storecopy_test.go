@@ -205,6 +205,12 @@ func takeSnapshot(t *testing.T, s store.Reader) snapshot {
 
 func compare(t *testing.T, got, want snapshot) {
 	t.Helper()
+	compareFields(t, got, want)
+}
+
+// compareFields compares two structs field by field, naming each that differs.
+func compareFields[T any](t *testing.T, got, want T) {
+	t.Helper()
 	v, w := reflect.ValueOf(got), reflect.ValueOf(want)
 	for i := range v.NumField() {
 		if g, x := v.Field(i).Interface(), w.Field(i).Interface(); !reflect.DeepEqual(g, x) {
@@ -240,12 +246,13 @@ func TestCopy(t *testing.T) {
 			from, _ := tc.from(t)
 			to, _ := tc.to(t)
 			populate(t, from, 2*storecopy.BatchSize+200)
+			more := populateMore(t, from, storecopy.BatchSize+300)
 			var steps []string
 			r, err := storecopy.Copy(t.Context(), from, to, func(s string) { steps = append(steps, s) })
 			if err != nil {
 				t.Fatalf("Copy: %v", err)
 			}
-			want := storecopy.Counts{Issuers: 3, Profiles: 2, Tokens: 3, Certificates: 12, CRLs: 3, AuditEvents: 2*storecopy.BatchSize + 200}
+			want := storecopy.Counts{Issuers: 3, Profiles: 2, Tokens: 3, Certificates: 12, CRLs: 3, AuditEvents: 2*storecopy.BatchSize + 200, More: more}
 			if r.Source != want || r.Destination != want {
 				t.Errorf("report counts: source %+v destination %+v, want %+v", r.Source, r.Destination, want)
 			}
@@ -254,6 +261,7 @@ func TestCopy(t *testing.T) {
 				t.Errorf("report head %d %s, source head %d %s", r.HeadSeq, r.HeadHash, src.HeadSeq, src.HeadHash)
 			}
 			compare(t, takeSnapshot(t, to), src)
+			checkMoreCopied(t, takeMoreSnapshot(t, to), takeMoreSnapshot(t, from))
 			if len(steps) == 0 {
 				t.Error("no progress reported")
 			}
