@@ -267,7 +267,12 @@ func (s *Store) runMember(ctx context.Context, g *group, fn func(ctx context.Con
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 	defer cancel()
 	first := g.members+g.failed == 0
-	mt := &memberTx{Tx: g.tx, g: g, pending: !first}
+	if !first {
+		if _, err := g.tx.Exec(ctx, "SAVEPOINT member"); err != nil {
+			g.broken = true
+			return fmt.Errorf("postgres: savepoint: %w", err)
+		}
+	}
 	headSeq, headHash := g.headSeq, g.headHash
 	ok := false
 	defer func() {
@@ -281,9 +286,6 @@ func (s *Store) runMember(ctx context.Context, g *group, fn func(ctx context.Con
 			g.broken = true // finish rolls the transaction back
 			return
 		}
-		if mt.pending || g.broken {
-			return // no statement ran (no savepoint either), or nothing can be undone
-		}
 		if _, rbErr := g.tx.Exec(ctx, "ROLLBACK TO SAVEPOINT member"); rbErr != nil {
 			g.broken = true
 			if err != nil {
@@ -291,7 +293,7 @@ func (s *Store) runMember(ctx context.Context, g *group, fn func(ctx context.Con
 			}
 		}
 	}()
-	if err := fn(context.WithValue(ctx, updateKey{}, s), &txn{tx: mt, g: g}); err != nil {
+	if err := fn(context.WithValue(ctx, updateKey{}, s), &txn{tx: g.tx, g: g}); err != nil {
 		return err
 	}
 	if err := caller.Err(); err != nil {
@@ -301,91 +303,6 @@ func (s *Store) runMember(ctx context.Context, g *group, fn func(ctx context.Con
 	g.members++
 	return nil
 }
-
-// memberTx is the group's transaction as one member (not the leader) sees
-// it: the member's SAVEPOINT is sent only with its first statement, in the
-// same round trip when that is an Exec (every issuance write is), so a
-// member costs no round trip of its own, and a member that writes nothing
-// sets no savepoint.
-type memberTx struct {
-	pgx.Tx
-	g       *group
-	pending bool // the SAVEPOINT is still to be sent
-}
-
-func (m *memberTx) savepoint(ctx context.Context) error {
-	if !m.pending {
-		return nil
-	}
-	m.pending = false
-	if _, err := m.Tx.Exec(ctx, "SAVEPOINT member"); err != nil {
-		m.g.broken = true
-		return fmt.Errorf("postgres: savepoint: %w", err)
-	}
-	return nil
-}
-
-func (m *memberTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error) {
-	if !m.pending {
-		return m.Tx.Exec(ctx, sql, args...)
-	}
-	m.pending = false
-	b := &pgx.Batch{}
-	b.Queue("SAVEPOINT member")
-	b.Queue(sql, args...)
-	br := m.Tx.SendBatch(ctx, b)
-	if _, err := br.Exec(); err != nil {
-		_ = br.Close()
-		m.g.broken = true
-		return pgconn.CommandTag{}, fmt.Errorf("postgres: savepoint: %w", err)
-	}
-	tag, err := br.Exec()
-	if cerr := br.Close(); err == nil && cerr != nil {
-		err = cerr
-	}
-	return tag, err
-}
-
-func (m *memberTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error) {
-	if err := m.savepoint(ctx); err != nil {
-		return nil, err
-	}
-	return m.Tx.Query(ctx, sql, args...)
-}
-
-func (m *memberTx) QueryRow(ctx context.Context, sql string, args ...any) pgx.Row {
-	if err := m.savepoint(ctx); err != nil {
-		return errRow{err}
-	}
-	return m.Tx.QueryRow(ctx, sql, args...)
-}
-
-func (m *memberTx) SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults {
-	if err := m.savepoint(ctx); err != nil {
-		return errBatch{err}
-	}
-	return m.Tx.SendBatch(ctx, b)
-}
-
-func (m *memberTx) CopyFrom(ctx context.Context, table pgx.Identifier, cols []string, src pgx.CopyFromSource) (int64, error) {
-	if err := m.savepoint(ctx); err != nil {
-		return 0, err
-	}
-	return m.Tx.CopyFrom(ctx, table, cols, src)
-}
-
-// errRow and errBatch report a failed savepoint through pgx's result types.
-type errRow struct{ err error }
-
-func (r errRow) Scan(...any) error { return r.err }
-
-type errBatch struct{ err error }
-
-func (b errBatch) Exec() (pgconn.CommandTag, error) { return pgconn.CommandTag{}, b.err }
-func (b errBatch) Query() (pgx.Rows, error)         { return nil, b.err }
-func (b errBatch) QueryRow() pgx.Row                { return errRow(b) }
-func (b errBatch) Close() error                     { return b.err }
-func (b errBatch) Tx() pgx.Tx                       { return nil }
 
 // txn implements store.Tx on a member of a group's transaction.
 type txn struct {

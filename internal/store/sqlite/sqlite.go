@@ -41,15 +41,15 @@ const maxReaders = 32
 // transaction survives an application crash; only an OS crash or power loss
 // can lose the last commits (never corrupt the file). FULL would fsync every
 // commit and cap issuance at the disk's fsync rate.
-// temp_store=MEMORY keeps statement and savepoint journals off disk: group
-// commit gives every member a savepoint, and with the default (a temp file)
-// each page a member first touches was written there, a pwrite per page.
+// temp_store stays at its default (memory up to 64 KiB, then a temp file):
+// MEMORY made a large member's savepoint journal cost quadratic time (SQLite
+// walks its in-memory journal from the start at every statement end) and
+// would hold a migration's index sorts in RAM.
 var writerPragmas = []string{
 	fmt.Sprintf("busy_timeout(%d)", busyTimeoutMS),
 	"foreign_keys(1)",
 	"journal_mode(WAL)",
 	"synchronous(NORMAL)",
-	"temp_store(MEMORY)",
 }
 
 // Readers are query_only so that a read method can never write by mistake.

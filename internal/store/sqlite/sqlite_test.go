@@ -108,7 +108,6 @@ func TestPragmas(t *testing.T) {
 		{"writer", "synchronous", "1"}, // NORMAL
 		{"writer", "foreign_keys", "1"},
 		{"writer", "busy_timeout", "5000"},
-		{"writer", "temp_store", "2"}, // MEMORY
 		{"reader", "journal_mode", "wal"},
 		{"reader", "query_only", "1"},
 		{"reader", "foreign_keys", "1"},
