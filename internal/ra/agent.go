@@ -35,8 +35,9 @@ import (
 // disabled machine or a compromised key needs a human (disable, or re-enrol
 // with a new join token). Besides the current certificate, only the one that
 // authenticated the latest renewal may renew (its answer may have been lost
-// in transit, leaving the agent without the new certificate); an older
-// certificate, even unexpired, authenticates no renewal.
+// in transit, leaving the agent without the new certificate), and only
+// until the agent is seen using the new one (its status check clears it);
+// an older certificate, even unexpired, authenticates no renewal.
 
 // AgentLabel is the certificate label naming the machine a certificate was
 // issued to through the agent.
@@ -377,9 +378,12 @@ func (r *RA) authenticateAgent(ctx context.Context, peer []*x509.Certificate) (*
 
 // rekeyAllowed reports whether a revoked certificate may authenticate one
 // re-key request (see the trust model at the top of this file).
+// A re-key whose answer was lost may be retried with the same revoked
+// certificate: it is then the machine's RenewedBy.
 func rekeyAllowed(id *AgentIdentity) bool {
 	return id.Cert.Status == identity.StatusRevoked && id.Machine.State == store.MachineActive &&
-		id.Cert.Serial == id.Machine.CurrentSerial && id.Cert.RevocationReason != identity.ReasonKeyCompromise
+		(id.Cert.Serial == id.Machine.CurrentSerial || id.Cert.Serial == id.Machine.RenewedBy) &&
+		id.Cert.RevocationReason != identity.ReasonKeyCompromise
 }
 
 // Renew issues a machine's next certificate, authenticated by its current
@@ -413,6 +417,17 @@ func (r *RA) Renew(ctx context.Context, peer []*x509.Certificate, csrData []byte
 		// the machine's identity anew.
 		err = fail.New(fail.Unauthorized, "certificate %s has been superseded by %s and cannot authenticate a renewal: renew with the current certificate, or enrol again with a new join token",
 			id.Cert.Serial.OpenSSL(), m.CurrentSerial.OpenSSL())
+	case id.Cert.Serial != m.CurrentSerial:
+		// The lost-answer path. If the certificate it would replace was
+		// revoked for key compromise, a human decides (as for the current
+		// certificate itself): with --reuse-key both hold the same key.
+		cur, gerr := r.store.GetCertificate(ctx, m.CurrentSerial)
+		switch {
+		case gerr != nil && !errors.Is(gerr, store.ErrNotFound):
+			return nil, storeErr(gerr, "certificate")
+		case gerr == nil && cur.Status == identity.StatusRevoked && cur.RevocationReason == identity.ReasonKeyCompromise:
+			err = fail.New(fail.Unauthorized, "the machine's current certificate %s was revoked for keyCompromise: enrol again with a new join token", m.CurrentSerial.OpenSSL())
+		}
 	}
 	var csr *ca.CSR
 	if err == nil {
@@ -485,8 +500,16 @@ func (r *RA) AgentStatusOf(ctx context.Context, peer []*x509.Certificate) (*Agen
 		return nil, err
 	}
 	now := r.now()
-	if now.Sub(id.Machine.LastSeen) > lastSeenEvery {
+	// The agent uses its current certificate: no answer was lost, so the
+	// certificate before it may no longer renew.
+	confirm := id.Cert.Serial == id.Machine.CurrentSerial && id.Machine.RenewedBy != ""
+	if confirm || now.Sub(id.Machine.LastSeen) > lastSeenEvery {
 		if err := r.store.Update(ctx, func(ctx context.Context, tx store.Tx) error {
+			if confirm {
+				if err := tx.ConfirmMachineCert(ctx, id.Machine.Name, id.Cert.Serial); err != nil {
+					return err
+				}
+			}
 			return tx.TouchMachine(ctx, id.Machine.Name, now.UTC())
 		}); err != nil {
 			r.log.Warn("recording agent contact", "machine", id.Machine.Name, "err", err)

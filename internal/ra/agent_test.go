@@ -236,12 +236,16 @@ func TestRekeyAfterRevocation(t *testing.T) {
 	if err != nil {
 		t.Fatalf("re-key: %v", err)
 	}
-	// Once replaced, the revoked certificate authenticates nothing.
+	// Once replaced, and the replacement seen in use (the agent's status
+	// check), the revoked certificate authenticates nothing.
+	next := []*x509.Certificate{parseCert(t, out.CertPEM)}
+	if _, err := e.ra.AgentStatusOf(e.ctx, next); err != nil {
+		t.Fatal(err)
+	}
 	_, err = e.ra.Renew(e.ctx, peer, csr(t, "r.test"))
 	wantKind(t, "second re-key", err, fail.Unauthorized, "revoked")
 
 	// A key-compromise revocation cannot re-key.
-	next := []*x509.Certificate{parseCert(t, out.CertPEM)}
 	if _, err := e.ra.Revoke(e.ctx, ra.Caller{}, out.Record.Serial, identity.ReasonKeyCompromise); err != nil {
 		t.Fatal(err)
 	}
@@ -397,4 +401,58 @@ func TestRenewRace(t *testing.T) {
 		t.Fatalf("%d certificates for the machine, want %d", got, 1+len(issued))
 	}
 	e.verifyChain()
+}
+
+// TestRenewLostAnswerWindow: the certificate that authenticated the latest
+// renewal may renew again only until the agent is seen using the new one,
+// never when the new one was revoked for key compromise; a re-key whose
+// answer was lost may be retried with the same revoked certificate.
+func TestRenewLostAnswerWindow(t *testing.T) {
+	e := newEnv(t)
+	chainOf := func(out *ra.Issued) []*x509.Certificate { return []*x509.Certificate{parseCert(t, out.CertPEM)} }
+	c1, _ := e.enroll("w.test")
+	out, err := e.ra.Renew(e.ctx, c1, csr(t, "w.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := chainOf(out)
+	// The agent checks its status with its new certificate: c1 is done.
+	if _, err := e.ra.AgentStatusOf(e.ctx, c2); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := e.st.GetMachine(e.ctx, "w.test"); m.RenewedBy != "" {
+		t.Fatalf("RenewedBy %s after the agent used its current certificate", m.RenewedBy)
+	}
+	_, err = e.ra.Renew(e.ctx, c1, csr(t, "w.test"))
+	wantKind(t, "the previous certificate after the new one was used", err, fail.Unauthorized, "superseded")
+
+	// The next certificate is revoked for key compromise before the agent
+	// got it: the one before may not renew around that.
+	out, err = e.ra.Renew(e.ctx, c2, csr(t, "w.test"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.ra.Revoke(e.ctx, ra.Caller{}, out.Record.Serial, identity.ReasonKeyCompromise); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.ra.Renew(e.ctx, c2, csr(t, "w.test"))
+	wantKind(t, "renewal around a compromised current certificate", err, fail.Unauthorized, "keyCompromise")
+
+	// A re-key whose answer is lost: retried with the same revoked
+	// certificate (a new key each time) until the agent uses the new one.
+	d1, _ := e.enroll("rk.test")
+	if _, err := e.ra.Revoke(e.ctx, ra.Caller{}, identity.SerialFromBig(d1[0].SerialNumber), identity.ReasonSuperseded); err != nil {
+		t.Fatal(err)
+	}
+	var last *ra.Issued
+	for i := range 2 {
+		if last, err = e.ra.Renew(e.ctx, d1, csr(t, "rk.test")); err != nil {
+			t.Fatalf("re-key %d with the revoked certificate: %v", i, err)
+		}
+	}
+	if _, err := e.ra.AgentStatusOf(e.ctx, chainOf(last)); err != nil {
+		t.Fatal(err)
+	}
+	_, err = e.ra.Renew(e.ctx, d1, csr(t, "rk.test"))
+	wantKind(t, "re-key after the new certificate was used", err, fail.Unauthorized, "revoked")
 }

@@ -77,6 +77,11 @@ type AgentTx interface {
 	// is also ErrConflict) if disabled; ErrConflict if the current serial is
 	// no longer prev.
 	SetMachineCert(ctx context.Context, name string, prev, serial, renewedBy identity.Serial, at time.Time) error
+	// ConfirmMachineCert clears RenewedBy while serial is still the
+	// machine's current certificate: the agent has used it, so no answer
+	// was lost and the certificate before it may no longer renew. A no-op
+	// otherwise.
+	ConfirmMachineCert(ctx context.Context, name string, serial identity.Serial) error
 	// TouchMachine moves LastSeen forward (never back); ErrNotFound if absent.
 	TouchMachine(ctx context.Context, name string, at time.Time) error
 	// DisableMachine moves a machine to disabled, keeping the first

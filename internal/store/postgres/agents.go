@@ -127,6 +127,13 @@ func (t *txn) SetMachineCert(ctx context.Context, name string, prev, serial, ren
 	return nil
 }
 
+func (t *txn) ConfirmMachineCert(ctx context.Context, name string, serial identity.Serial) error {
+	if _, err := t.tx.Exec(ctx, "UPDATE machines SET renewed_by = '' WHERE name = $1 AND current_serial = $2 AND renewed_by <> ''", name, string(serial)); err != nil {
+		return writeErr(err, "machine "+name)
+	}
+	return nil
+}
+
 func (t *txn) TouchMachine(ctx context.Context, name string, at time.Time) error {
 	tag, err := t.tx.Exec(ctx, "UPDATE machines SET last_seen = GREATEST(last_seen, $1) WHERE name = $2", ts(at), name)
 	if err != nil {

@@ -130,6 +130,13 @@ func machineCASErr(name, state, cur string, prev identity.Serial) error {
 	return fmt.Errorf("%w: machine %s: its current certificate is %s, no longer %s", store.ErrConflict, name, cur, prev)
 }
 
+func (t *txn) ConfirmMachineCert(ctx context.Context, name string, serial identity.Serial) error {
+	if _, err := t.tx.ExecContext(ctx, "UPDATE machines SET renewed_by = '' WHERE name = ? AND current_serial = ? AND renewed_by <> ''", name, string(serial)); err != nil {
+		return writeErr(err, "machine "+name)
+	}
+	return nil
+}
+
 func (t *txn) TouchMachine(ctx context.Context, name string, at time.Time) error {
 	n, err := affected(t.tx.ExecContext(ctx, "UPDATE machines SET last_seen = MAX(COALESCE(last_seen, 0), ?) WHERE name = ?", at.UnixMicro(), name))
 	if err != nil {

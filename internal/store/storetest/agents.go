@@ -197,6 +197,17 @@ func testMachineLifecycle(t *testing.T, s store.Store) {
 	if got.CurrentSerial != "2a" || got.RenewedBy != "2c" {
 		t.Errorf("after two more SetMachineCert: current %s renewed by %s, want 2a by 2c", got.CurrentSerial, got.RenewedBy)
 	}
+	// Confirming a certificate that is not current changes nothing; the
+	// current one clears RenewedBy.
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.ConfirmMachineCert(ctx, m.Name, "2c") })
+	if got, _ = s.GetMachine(ctx, m.Name); got.RenewedBy != "2c" {
+		t.Errorf("confirming a non-current certificate cleared RenewedBy: %+v", got)
+	}
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.ConfirmMachineCert(ctx, m.Name, "2a") })
+	if got, _ = s.GetMachine(ctx, m.Name); got.RenewedBy != "" || got.CurrentSerial != "2a" {
+		t.Errorf("after ConfirmMachineCert: %+v", got)
+	}
+	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.ConfirmMachineCert(ctx, "nope", "2a") })
 	update(t, s, func(ctx context.Context, tx store.Tx) error {
 		return tx.DisableMachine(ctx, m.Name, base.Add(2*time.Minute))
 	})
