@@ -31,7 +31,9 @@ func testRenewEarly(t *testing.T, s store.Store) {
 	if err != nil || !at.Equal(canonTime(base)) {
 		t.Fatalf("RenewEarlyAt: %v %v, want the first mark", at, err)
 	}
-	update(t, s, func(ctx context.Context, tx store.Tx) error { return tx.MarkRenewEarly(ctx, "def", base.Add(time.Hour)) })
+	update(t, s, func(ctx context.Context, tx store.Tx) error {
+		return tx.MarkRenewEarly(ctx, "def", base.Add(time.Hour))
+	})
 	all, err := s.ListRenewEarly(ctx)
 	if err != nil || len(all) != 2 || !all["abc"].Equal(canonTime(base)) || !all["def"].Equal(canonTime(base.Add(time.Hour))) {
 		t.Fatalf("ListRenewEarly = %v, %v", all, err)
