@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -55,6 +57,36 @@ func newBenchCmd(g *globals) *cobra.Command {
 	f.StringVar(&o.KeyType, "key-type", identity.KeyECDSAP256, "key type of the CSRs")
 	f.StringVar(&o.NamePattern, "name-pattern", "bench-%d.test", "DNS name pattern with one %d")
 	f.IntVar(&o.DistinctCSR, "distinct-csrs", 64, "how many different CSRs (keys) to cycle through")
+	// A CPU profile of the load generator itself: on one machine its cost
+	// is the other half of what a benchmark measures.
+	var cpuProfile string
+	var stop func()
+	cmd.PersistentFlags().StringVar(&cpuProfile, "cpuprofile", "", "write a CPU profile of this load generator to the file (go tool pprof)")
+	cmd.PersistentPreRunE = func(cmd *cobra.Command, args []string) error {
+		// Cobra runs only the nearest hook: the root's (environment, config
+		// file, output format) first.
+		if err := cmd.Root().PersistentPreRunE(cmd, args); err != nil {
+			return err
+		}
+		if cpuProfile == "" {
+			return nil
+		}
+		f, err := os.Create(cpuProfile)
+		if err != nil {
+			return err
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return err
+		}
+		stop = func() { pprof.StopCPUProfile(); f.Close() }
+		return nil
+	}
+	cmd.PersistentPostRun = func(*cobra.Command, []string) {
+		if stop != nil {
+			stop()
+		}
+	}
 	cmd.AddCommand(issue, newBenchAgentsCmd(g), newBenchACMECmd(g))
 	return cmd
 }

@@ -167,7 +167,12 @@ func TestOCSPCertIDHashes(t *testing.T) {
 func TestBenchIssue(t *testing.T) {
 	in := startServer(t, filepath.Join(t.TempDir(), "data"))
 	in.applyProfiles()
-	out := in.mustCLI("bench", "issue", "--profile", "web", "--count", "40", "--concurrency", "4", "--distinct-csrs", "3", "-o", "json")
+	prof := filepath.Join(t.TempDir(), "cpu.prof")
+	out := in.mustCLI("bench", "issue", "--profile", "web", "--count", "40", "--concurrency", "4", "--distinct-csrs", "3", "-o", "json", "--cpuprofile", prof)
+	// The load generator's own profile, in pprof's gzipped protobuf.
+	if b, err := os.ReadFile(prof); err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("--cpuprofile wrote %d bytes (%v), want a gzipped pprof profile", len(b), err)
+	}
 	var res struct {
 		Count      int     `json:"count"`
 		Errors     int     `json:"errors"`
