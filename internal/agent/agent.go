@@ -370,12 +370,12 @@ func (w *worker) stop(why string) error {
 	return fmt.Errorf("%w: %s", ErrStopped, why)
 }
 
-// renew replaces the certificate, authenticated by the current one. rekey
-// is the response to a revocation: always a new key.
-func (w *worker) renew(ctx context.Context, rekey bool) error {
-	// A retry after a failed re-key (e.g. the server was unreachable when
-	// OCSP told of the revocation) is still a re-key: always a new key.
-	rekey = rekey || w.revoked
+// renew replaces the certificate, authenticated by the current one. After a
+// revocation (w.revoked, set by check or its OCSP fallback, and kept until
+// a replacement is installed so that a failed re-key's retry is a re-key
+// too) it always takes a new key.
+func (w *worker) renew(ctx context.Context) error {
+	rekey := w.revoked
 	key := w.id.key
 	if !w.cc.ReuseKey || rekey {
 		k, err := keys.GenerateKey(w.cc.KeyType)
@@ -437,6 +437,14 @@ func (w *worker) check(ctx context.Context) (rekey bool, stop error) {
 		return true, nil
 	case st.CertStatus == "revoked":
 		return false, w.stop(fmt.Sprintf("certificate %s was revoked (%s) and may not re-key: enrol again with a new join token", st.Serial, st.RevocationReason))
+	case st.CurrentSerial == "" || st.CurrentSerial == st.Serial || st.RenewAllowed == nil:
+	case *st.RenewAllowed:
+		// The server issued a certificate this agent never received (an
+		// answer lost in transit): replace it now, before it is used.
+		w.log().Warn("the server holds a newer certificate this agent never received; renewing now", "serial", st.Serial, "server_current", st.CurrentSerial)
+		return true, nil
+	default:
+		return false, w.stop(fmt.Sprintf("certificate %s was superseded by %s, which another holder of this machine's identity obtained (a cloned machine or a copied state directory?), and may not renew: enrol again with a new join token", st.Serial, st.CurrentSerial))
 	}
 	return false, nil
 }
@@ -496,7 +504,7 @@ func (w *worker) loop(ctx context.Context) error {
 			}
 		}
 		if rekey || !now.Before(w.next) {
-			if err := w.renew(ctx, rekey); err != nil {
+			if err := w.renew(ctx); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
@@ -519,7 +527,7 @@ func (w *worker) once(ctx context.Context) error {
 		return stop
 	}
 	if rekey || !w.a.now().Before(w.next) {
-		if err := w.renew(ctx, rekey); err != nil {
+		if err := w.renew(ctx); err != nil {
 			w.recordError(err)
 			return err
 		}

@@ -140,6 +140,8 @@ type Status struct {
 	RevocationReason string `json:"revocation_reason,omitempty"`
 	CurrentSerial    string `json:"current_serial"`
 	RekeyAllowed     bool   `json:"rekey_allowed"`
+	// RenewAllowed is nil from a server that does not say.
+	RenewAllowed *bool `json:"renew_allowed,omitempty"`
 }
 
 // RemoteError is a refusal or failure the server reported (problem+json).

@@ -891,3 +891,49 @@ func TestAgentOCSPFallback(t *testing.T) {
 		t.Fatalf("deployed files after the re-key (%s): %v", rekeyed.Serial, err)
 	}
 }
+
+// TestAgentSuperseded: a copy of an agent's state directory (a cloned VM)
+// renews the machine first and uses its new certificate; the original then
+// holds a superseded certificate, which may not renew, and `sigil agent`
+// stops with that reason instead of retrying until the certificate expires.
+func TestAgentSuperseded(t *testing.T) {
+	t.Parallel()
+	in := startServer(t, t.TempDir())
+	in.applyFleetProfile()
+	fp := in.rootFingerprint()
+	const name = "clone.prod.internal"
+	once := func(state string, extra ...string) (string, int) {
+		out, errOut, code := runSigil(t, append([]string{"agent", "--once", "--server", in.srv.APIURL, "--root-fingerprint", fp,
+			"--name", name, "--state", state, "--renew-at", "0.1", "--jitter", "0"}, extra...)...)
+		return out + errOut, code
+	}
+	orig := t.TempDir()
+	if out, code := once(orig, "--join-token", in.joinToken(name)); code != 0 {
+		t.Fatalf("enrolment: exit %d\n%s", code, out)
+	}
+	clone := t.TempDir()
+	if err := os.CopyFS(clone, os.DirFS(orig)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(7 * time.Second) // 0.1 of the fleet profile's one-minute lifetime
+	if out, code := once(clone); code != 0 {
+		t.Fatalf("the clone's renewal: exit %d\n%s", code, out)
+	}
+	// The clone's next run checks its status with the new certificate.
+	if out, code := once(clone); code != 0 {
+		t.Fatalf("the clone's status check: exit %d\n%s", code, out)
+	}
+	out, code := once(orig)
+	if code == 0 || !strings.Contains(out, "superseded") || !strings.Contains(out, "new join token") {
+		t.Fatalf("the original after the clone renewed: exit %d\n%s", code, out)
+	}
+	var st struct {
+		Certificates map[string]struct {
+			Stopped string `json:"stopped"`
+		} `json:"certificates"`
+	}
+	status, _, _ := runSigil(t, "agent", "status", "--state", orig, "-o", "json")
+	if err := json.Unmarshal([]byte(status), &st); err != nil || !strings.Contains(st.Certificates[name].Stopped, "superseded") {
+		t.Errorf("agent status after the stop: %v\n%s", err, status)
+	}
+}

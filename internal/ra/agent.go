@@ -378,12 +378,12 @@ func (r *RA) authenticateAgent(ctx context.Context, peer []*x509.Certificate) (*
 
 // rekeyAllowed reports whether a revoked certificate may authenticate one
 // re-key request (see the trust model at the top of this file).
-// A re-key whose answer was lost may be retried with the same revoked
-// certificate: it is then the machine's RenewedBy.
+// It is exactly one: a re-key whose answer is lost is not retried with the
+// revoked certificate (the agent then needs a new join token), so that a
+// revoked certificate never mints more than one replacement.
 func rekeyAllowed(id *AgentIdentity) bool {
 	return id.Cert.Status == identity.StatusRevoked && id.Machine.State == store.MachineActive &&
-		(id.Cert.Serial == id.Machine.CurrentSerial || id.Cert.Serial == id.Machine.RenewedBy) &&
-		id.Cert.RevocationReason != identity.ReasonKeyCompromise
+		id.Cert.Serial == id.Machine.CurrentSerial && id.Cert.RevocationReason != identity.ReasonKeyCompromise
 }
 
 // Renew issues a machine's next certificate, authenticated by its current
@@ -400,34 +400,9 @@ func (r *RA) Renew(ctx context.Context, peer []*x509.Certificate, csrData []byte
 	}
 	m := id.Machine
 	c := Caller{Protocol: agentActor(m.Name)}
-	rekey := false
-	switch {
-	case m.State != store.MachineActive:
-		err = fail.New(fail.Forbidden, "machine %s is disabled: renewal refused", m.Name)
-	case id.Cert.Status == identity.StatusRevoked && !rekeyAllowed(id):
-		err = fail.New(fail.Unauthorized, "certificate %s is revoked (%s) and cannot authenticate a renewal: enrol again with a new join token", id.Cert.Serial.OpenSSL(), id.Cert.RevocationReason)
-	case id.Cert.Status == identity.StatusRevoked:
-		rekey = true
-	case id.Cert.Status != identity.StatusIssued:
-		err = fail.New(fail.Unauthorized, "certificate %s is %s", id.Cert.Serial.OpenSSL(), id.Cert.Status)
-	case id.Cert.Serial != m.CurrentSerial && id.Cert.Serial != m.RenewedBy:
-		// Only the current certificate, or the one that authenticated the
-		// renewal that replaced it (its answer may have been lost), renews:
-		// a still-valid older certificate, say from a backup, must not mint
-		// the machine's identity anew.
-		err = fail.New(fail.Unauthorized, "certificate %s has been superseded by %s and cannot authenticate a renewal: renew with the current certificate, or enrol again with a new join token",
-			id.Cert.Serial.OpenSSL(), m.CurrentSerial.OpenSSL())
-	case id.Cert.Serial != m.CurrentSerial:
-		// The lost-answer path. If the certificate it would replace was
-		// revoked for key compromise, a human decides (as for the current
-		// certificate itself): with --reuse-key both hold the same key.
-		cur, gerr := r.store.GetCertificate(ctx, m.CurrentSerial)
-		switch {
-		case gerr != nil && !errors.Is(gerr, store.ErrNotFound):
-			return nil, storeErr(gerr, "certificate")
-		case gerr == nil && cur.Status == identity.StatusRevoked && cur.RevocationReason == identity.ReasonKeyCompromise:
-			err = fail.New(fail.Unauthorized, "the machine's current certificate %s was revoked for keyCompromise: enrol again with a new join token", m.CurrentSerial.OpenSSL())
-		}
+	rekey, err := r.renewRefusal(ctx, id)
+	if k := fail.KindOf(err); err != nil && (k == fail.Unavailable || k == fail.Internal) {
+		return nil, err
 	}
 	var csr *ca.CSR
 	if err == nil {
@@ -473,6 +448,42 @@ func (r *RA) Renew(ctx context.Context, peer []*x509.Certificate, csrData []byte
 	return out, nil
 }
 
+// renewRefusal decides whether id may authenticate a renewal: nil, or the
+// refusal (a fail.Error). rekey: the renewal replaces a revoked
+// certificate and needs a new key.
+func (r *RA) renewRefusal(ctx context.Context, id *AgentIdentity) (rekey bool, err error) {
+	m := id.Machine
+	switch {
+	case m.State != store.MachineActive:
+		return false, fail.New(fail.Forbidden, "machine %s is disabled: renewal refused", m.Name)
+	case id.Cert.Status == identity.StatusRevoked && !rekeyAllowed(id):
+		return false, fail.New(fail.Unauthorized, "certificate %s is revoked (%s) and cannot authenticate a renewal: enrol again with a new join token", id.Cert.Serial.OpenSSL(), id.Cert.RevocationReason)
+	case id.Cert.Status == identity.StatusRevoked:
+		return true, nil
+	case id.Cert.Status != identity.StatusIssued:
+		return false, fail.New(fail.Unauthorized, "certificate %s is %s", id.Cert.Serial.OpenSSL(), id.Cert.Status)
+	case id.Cert.Serial != m.CurrentSerial && id.Cert.Serial != m.RenewedBy:
+		// Only the current certificate, or the one that authenticated the
+		// renewal that replaced it (its answer may have been lost), renews:
+		// a still-valid older certificate, say from a backup, must not mint
+		// the machine's identity anew.
+		return false, fail.New(fail.Unauthorized, "certificate %s has been superseded by %s and cannot authenticate a renewal: renew with the current certificate, or enrol again with a new join token",
+			id.Cert.Serial.OpenSSL(), m.CurrentSerial.OpenSSL())
+	case id.Cert.Serial != m.CurrentSerial:
+		// The lost-answer path. If the certificate it would replace was
+		// revoked for key compromise, a human decides (as for the current
+		// certificate itself): with --reuse-key both hold the same key.
+		cur, err := r.store.GetCertificate(ctx, m.CurrentSerial)
+		switch {
+		case err != nil && !errors.Is(err, store.ErrNotFound):
+			return false, storeErr(err, "certificate")
+		case err == nil && cur.Status == identity.StatusRevoked && cur.RevocationReason == identity.ReasonKeyCompromise:
+			return false, fail.New(fail.Unauthorized, "the machine's current certificate %s was revoked for keyCompromise: enrol again with a new join token", m.CurrentSerial.OpenSSL())
+		}
+	}
+	return false, nil
+}
+
 // AgentStatus is what the status endpoint tells an agent about itself.
 type AgentStatus struct {
 	Machine          string                    `json:"machine"`
@@ -484,6 +495,11 @@ type AgentStatus struct {
 	// RekeyAllowed: the certificate is revoked, but may authenticate one
 	// re-key request.
 	RekeyAllowed bool `json:"rekey_allowed"`
+	// RenewAllowed: the certificate may authenticate a renewal (or the
+	// re-key RekeyAllowed announces). With Serial not CurrentSerial it
+	// tells a lost answer (true: renew now) from a superseded certificate
+	// (false: only a new join token helps).
+	RenewAllowed bool `json:"renew_allowed"`
 }
 
 // lastSeenEvery bounds the write load of status polls: LastSeen moves at
@@ -498,6 +514,10 @@ func (r *RA) AgentStatusOf(ctx context.Context, peer []*x509.Certificate) (*Agen
 		// Not audited: polls are frequent and change nothing; a wrong
 		// certificate learns nothing but the refusal.
 		return nil, err
+	}
+	_, renewErr := r.renewRefusal(ctx, id)
+	if k := fail.KindOf(renewErr); renewErr != nil && (k == fail.Unavailable || k == fail.Internal) {
+		return nil, renewErr
 	}
 	now := r.now()
 	// The agent uses its current certificate: no answer was lost, so the
@@ -518,7 +538,7 @@ func (r *RA) AgentStatusOf(ctx context.Context, peer []*x509.Certificate) (*Agen
 	return &AgentStatus{
 		Machine: id.Machine.Name, MachineState: id.Machine.State, Serial: id.Cert.Serial,
 		CertStatus: id.Cert.EffectiveStatus(now), RevocationReason: id.Cert.RevocationReason,
-		CurrentSerial: id.Machine.CurrentSerial, RekeyAllowed: rekeyAllowed(id),
+		CurrentSerial: id.Machine.CurrentSerial, RekeyAllowed: rekeyAllowed(id), RenewAllowed: renewErr == nil,
 	}, nil
 }
 
