@@ -56,172 +56,180 @@ var acmeSecretNames = []string{"nonce-hmac"}
 // copyMore copies the agent, inventory, ACME and monitoring records.
 func copyMore(ctx context.Context, from store.Reader, to store.Store, progress func(string)) (MoreCounts, error) {
 	var c MoreCounts
-	step := func(what string, n *int, err error) error {
-		if err != nil {
-			return fmt.Errorf("copying %s: %w", what, err)
-		}
-		progress(fmt.Sprintf("copied %d %s", *n, what))
-		return nil
-	}
-
-	jts, err := from.ListJoinTokens(ctx)
-	if err == nil {
-		c.JoinTokens = len(jts)
-		err = inBatches(ctx, to, jts, func(ctx context.Context, tx store.Tx, j *store.JoinToken) error { return tx.InsertJoinToken(ctx, j) })
-	}
-	if err := step("join tokens", &c.JoinTokens, err); err != nil {
-		return c, err
-	}
-	ms, err := from.ListMachines(ctx)
-	if err == nil {
-		c.Machines = len(ms)
-		err = inBatches(ctx, to, ms, func(ctx context.Context, tx store.Tx, m *store.Machine) error { return tx.PutMachine(ctx, m) })
-	}
-	if err := step("machines", &c.Machines, err); err != nil {
-		return c, err
-	}
-
-	// The inventory, a page of identities (and their locations) per
-	// transaction: it may hold millions.
-	err = pageInventory(ctx, from, func(ids []*store.InventoryIdentity, locs []*store.InventoryLocation) error {
-		c.InventoryIds += len(ids)
-		c.InventoryLocations += len(locs)
-		return to.Update(ctx, func(ctx context.Context, tx store.Tx) error {
-			if _, err := tx.UpsertIdentities(ctx, ids); err != nil {
-				return err
-			}
-			_, err := tx.UpsertLocations(ctx, locs)
-			return err
-		})
-	})
-	if err := step("inventory identities", &c.InventoryIds, err); err != nil {
-		return c, err
-	}
-	scheds, err := from.ListScanSchedules(ctx)
-	if err == nil {
-		c.ScanSchedules = len(scheds)
-		err = inBatches(ctx, to, scheds, func(ctx context.Context, tx store.Tx, s *store.ScanSchedule) error { return tx.PutScanSchedule(ctx, s) })
-	}
-	if err := step("scan schedules", &c.ScanSchedules, err); err != nil {
-		return c, err
-	}
-
-	aps, err := from.ListACMEProfiles(ctx)
-	if err == nil {
-		c.ACMEProfiles = len(aps)
-		err = inBatches(ctx, to, aps, func(ctx context.Context, tx store.Tx, p *store.ACMEProfile) error { return tx.PutACMEProfile(ctx, p) })
-	}
-	if err := step("ACME directories", &c.ACMEProfiles, err); err != nil {
-		return c, err
-	}
-	for _, name := range acmeSecretNames {
-		sealed, err := from.GetACMESecret(ctx, name)
-		if errors.Is(err, store.ErrNotFound) {
-			continue
-		}
-		if err == nil {
-			c.ACMESecrets++
-			err = to.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.InsertACMESecret(ctx, name, sealed) })
-		}
-		if err != nil {
-			return c, fmt.Errorf("copying ACME secret %s: %w", name, err)
-		}
-	}
-	eabs, err := from.ListEABKeys(ctx, "")
-	if err == nil {
-		c.EABKeys = len(eabs)
-		err = inBatches(ctx, to, eabs, func(ctx context.Context, tx store.Tx, k *store.EABKey) error { return tx.InsertEABKey(ctx, k) })
-	}
-	if err := step("EAB keys", &c.EABKeys, err); err != nil {
-		return c, err
-	}
-	accts, err := from.ListACMEAccounts(ctx)
-	if err == nil {
-		c.ACMEAccounts = len(accts)
-		err = inBatches(ctx, to, accts, func(ctx context.Context, tx store.Tx, a *store.ACMEAccount) error {
-			return tx.InsertACMEAccount(ctx, a)
-		})
-	}
-	if err := step("ACME accounts", &c.ACMEAccounts, err); err != nil {
-		return c, err
-	}
-	for _, a := range accts {
-		ids, err := from.ListACMEOrderIDs(ctx, a.ID, math.MaxInt32)
-		if err != nil {
-			return c, fmt.Errorf("copying ACME orders: %w", err)
-		}
-		var orders []*store.ACMEOrder
-		for _, id := range ids {
-			o, err := from.GetACMEOrder(ctx, id)
-			if err != nil {
-				return c, fmt.Errorf("copying ACME order %s: %w", id, err)
-			}
-			orders = append(orders, o)
-		}
-		c.ACMEOrders += len(orders)
-		if err := inBatches(ctx, to, orders, func(ctx context.Context, tx store.Tx, o *store.ACMEOrder) error { return tx.InsertACMEOrder(ctx, o) }); err != nil {
-			return c, fmt.Errorf("copying ACME orders: %w", err)
-		}
-	}
-	progress(fmt.Sprintf("copied %d ACME orders", c.ACMEOrders))
-	marks, err := from.ListRenewEarly(ctx)
-	if err == nil {
-		c.RenewEarly = len(marks)
-		err = to.Update(ctx, func(ctx context.Context, tx store.Tx) error {
-			for serial, at := range marks {
-				if err := tx.MarkRenewEarly(ctx, serial, at); err != nil {
+	var accts []*store.ACMEAccount
+	steps := []func() error{
+		func() error {
+			return copyKind(ctx, to, progress, "join tokens", &c.JoinTokens,
+				func() ([]*store.JoinToken, error) { return from.ListJoinTokens(ctx) },
+				func(ctx context.Context, tx store.Tx, j *store.JoinToken) error { return tx.InsertJoinToken(ctx, j) })
+		},
+		func() error {
+			return copyKind(ctx, to, progress, "machines", &c.Machines,
+				func() ([]*store.Machine, error) { return from.ListMachines(ctx) },
+				func(ctx context.Context, tx store.Tx, m *store.Machine) error { return tx.PutMachine(ctx, m) })
+		},
+		func() error {
+			// A page of identities (and their locations) per transaction:
+			// the inventory may hold millions.
+			err := pageInventory(ctx, from, func(ids []*store.InventoryIdentity, locs []*store.InventoryLocation) error {
+				c.InventoryIds += len(ids)
+				c.InventoryLocations += len(locs)
+				return to.Update(ctx, func(ctx context.Context, tx store.Tx) error {
+					if _, err := tx.UpsertIdentities(ctx, ids); err != nil {
+						return err
+					}
+					_, err := tx.UpsertLocations(ctx, locs)
 					return err
+				})
+			})
+			if err != nil {
+				return fmt.Errorf("copying the inventory: %w", err)
+			}
+			progress(fmt.Sprintf("copied %d inventory identities and %d locations", c.InventoryIds, c.InventoryLocations))
+			return nil
+		},
+		func() error {
+			return copyKind(ctx, to, progress, "scan schedules", &c.ScanSchedules,
+				func() ([]*store.ScanSchedule, error) { return from.ListScanSchedules(ctx) },
+				func(ctx context.Context, tx store.Tx, s *store.ScanSchedule) error { return tx.PutScanSchedule(ctx, s) })
+		},
+		func() error {
+			return copyKind(ctx, to, progress, "ACME directories", &c.ACMEProfiles,
+				func() ([]*store.ACMEProfile, error) { return from.ListACMEProfiles(ctx) },
+				func(ctx context.Context, tx store.Tx, p *store.ACMEProfile) error { return tx.PutACMEProfile(ctx, p) })
+		},
+		func() error {
+			for _, name := range acmeSecretNames {
+				sealed, err := from.GetACMESecret(ctx, name)
+				if errors.Is(err, store.ErrNotFound) {
+					continue
+				}
+				if err == nil {
+					c.ACMESecrets++
+					err = to.Update(ctx, func(ctx context.Context, tx store.Tx) error { return tx.InsertACMESecret(ctx, name, sealed) })
+				}
+				if err != nil {
+					return fmt.Errorf("copying ACME secret %s: %w", name, err)
 				}
 			}
 			return nil
-		})
-	}
-	if err := step("early-renewal marks", &c.RenewEarly, err); err != nil {
-		return c, err
-	}
-
-	fs, err := from.ListFindings(ctx, store.FindingFilter{IncludeResolved: true})
-	if err == nil {
-		c.Findings = len(fs)
-		err = inBatches(ctx, to, fs, func(ctx context.Context, tx store.Tx, f *store.Finding) error { return tx.ImportFinding(ctx, f) })
-	}
-	if err := step("findings", &c.Findings, err); err != nil {
-		return c, err
-	}
-	hooks, err := from.ListWebhooks(ctx)
-	if err == nil {
-		c.Webhooks = len(hooks)
-		err = inBatches(ctx, to, hooks, func(ctx context.Context, tx store.Tx, w *store.Webhook) error { return tx.InsertWebhook(ctx, w) })
-	}
-	if err := step("webhooks", &c.Webhooks, err); err != nil {
-		return c, err
-	}
-	ds, err := from.ListDeliveries(ctx, store.DeliveryFilter{})
-	if err == nil {
-		c.Deliveries = len(ds)
-		err = inBatches(ctx, to, ds, func(ctx context.Context, tx store.Tx, d *store.Delivery) error {
-			cp := *d // the destination numbers deliveries itself
-			ok, err := tx.EnqueueDelivery(ctx, &cp)
-			if err == nil && !ok {
-				err = fmt.Errorf("delivery %s of webhook %s is there twice", d.DedupKey, d.WebhookID)
+		},
+		func() error {
+			return copyKind(ctx, to, progress, "EAB keys", &c.EABKeys,
+				func() ([]*store.EABKey, error) { return from.ListEABKeys(ctx, "") },
+				func(ctx context.Context, tx store.Tx, k *store.EABKey) error { return tx.InsertEABKey(ctx, k) })
+		},
+		func() error {
+			return copyKind(ctx, to, progress, "ACME accounts", &c.ACMEAccounts,
+				func() (l []*store.ACMEAccount, err error) { accts, err = from.ListACMEAccounts(ctx); return accts, err },
+				func(ctx context.Context, tx store.Tx, a *store.ACMEAccount) error {
+					return tx.InsertACMEAccount(ctx, a)
+				})
+		},
+		func() error {
+			for _, a := range accts {
+				n := 0
+				err := copyKind(ctx, to, func(string) {}, "ACME orders", &n,
+					func() ([]*store.ACMEOrder, error) { return accountOrders(ctx, from, a.ID) },
+					func(ctx context.Context, tx store.Tx, o *store.ACMEOrder) error { return tx.InsertACMEOrder(ctx, o) })
+				if err != nil {
+					return err
+				}
+				c.ACMEOrders += n
 			}
-			return err
-		})
+			progress(fmt.Sprintf("copied %d ACME orders", c.ACMEOrders))
+			return nil
+		},
+		func() error {
+			marks, err := from.ListRenewEarly(ctx)
+			if err == nil {
+				c.RenewEarly = len(marks)
+				err = to.Update(ctx, func(ctx context.Context, tx store.Tx) error {
+					for serial, at := range marks {
+						if err := tx.MarkRenewEarly(ctx, serial, at); err != nil {
+							return err
+						}
+					}
+					return nil
+				})
+			}
+			if err != nil {
+				return fmt.Errorf("copying early-renewal marks: %w", err)
+			}
+			progress(fmt.Sprintf("copied %d early-renewal marks", c.RenewEarly))
+			return nil
+		},
+		func() error {
+			return copyKind(ctx, to, progress, "findings", &c.Findings,
+				func() ([]*store.Finding, error) {
+					return from.ListFindings(ctx, store.FindingFilter{IncludeResolved: true})
+				},
+				func(ctx context.Context, tx store.Tx, f *store.Finding) error { return tx.ImportFinding(ctx, f) })
+		},
+		func() error {
+			return copyKind(ctx, to, progress, "webhooks", &c.Webhooks,
+				func() ([]*store.Webhook, error) { return from.ListWebhooks(ctx) },
+				func(ctx context.Context, tx store.Tx, w *store.Webhook) error { return tx.InsertWebhook(ctx, w) })
+		},
+		func() error {
+			return copyKind(ctx, to, progress, "webhook deliveries", &c.Deliveries,
+				func() ([]*store.Delivery, error) { return from.ListDeliveries(ctx, store.DeliveryFilter{}) },
+				func(ctx context.Context, tx store.Tx, d *store.Delivery) error {
+					cp := *d // the destination numbers deliveries itself
+					ok, err := tx.EnqueueDelivery(ctx, &cp)
+					if err == nil && !ok {
+						err = fmt.Errorf("delivery %s of webhook %s is there twice", d.DedupKey, d.WebhookID)
+					}
+					return err
+				})
+		},
+		func() error {
+			return copyKind(ctx, to, progress, "audit sink positions", &c.AuditSinks,
+				func() ([]*store.AuditSinkState, error) { return from.ListAuditSinkStates(ctx) },
+				func(ctx context.Context, tx store.Tx, s *store.AuditSinkState) error {
+					return tx.PutAuditSinkState(ctx, s)
+				})
+		},
 	}
-	if err := step("webhook deliveries", &c.Deliveries, err); err != nil {
-		return c, err
-	}
-	sinks, err := from.ListAuditSinkStates(ctx)
-	if err == nil {
-		c.AuditSinks = len(sinks)
-		err = inBatches(ctx, to, sinks, func(ctx context.Context, tx store.Tx, s *store.AuditSinkState) error {
-			return tx.PutAuditSinkState(ctx, s)
-		})
-	}
-	if err := step("audit sink positions", &c.AuditSinks, err); err != nil {
-		return c, err
+	for _, step := range steps {
+		if err := step(); err != nil {
+			return c, err
+		}
 	}
 	return c, nil
+}
+
+// copyKind copies the records list returns with put, BatchSize per
+// transaction, and sets *n to their number.
+func copyKind[T any](ctx context.Context, to store.Store, progress func(string), what string, n *int,
+	list func() ([]T, error), put func(context.Context, store.Tx, T) error) error {
+	items, err := list()
+	if err == nil {
+		*n = len(items)
+		err = inBatches(ctx, to, items, put)
+	}
+	if err != nil {
+		return fmt.Errorf("copying %s: %w", what, err)
+	}
+	progress(fmt.Sprintf("copied %d %s", *n, what))
+	return nil
+}
+
+// accountOrders reads every order of an ACME account.
+func accountOrders(ctx context.Context, s store.Reader, accountID string) ([]*store.ACMEOrder, error) {
+	ids, err := s.ListACMEOrderIDs(ctx, accountID, math.MaxInt32)
+	if err != nil {
+		return nil, err
+	}
+	orders := make([]*store.ACMEOrder, 0, len(ids))
+	for _, id := range ids {
+		o, err := s.GetACMEOrder(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("order %s: %w", id, err)
+		}
+		orders = append(orders, o)
+	}
+	return orders, nil
 }
 
 // pageInventory calls fn with each page of inventory identities, in
