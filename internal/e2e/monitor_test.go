@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -14,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	syslog "github.com/leodido/go-syslog/v4"
-	"github.com/leodido/go-syslog/v4/octetcounting"
 	"github.com/leodido/go-syslog/v4/rfc5424"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -24,6 +21,7 @@ import (
 	"github.com/sigil-pki/sigil/internal/api"
 	"github.com/sigil-pki/sigil/internal/notify"
 	"github.com/sigil-pki/sigil/internal/server"
+	"github.com/sigil-pki/sigil/internal/siem/siemtest"
 	"github.com/sigil-pki/sigil/internal/store/postgres/pgtest"
 )
 
@@ -52,102 +50,6 @@ func eventually(t *testing.T, what string, d time.Duration, check func() string)
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Fatalf("%s: %s", what, last)
-}
-
-// syslogUDP is a real UDP collector that parses what it receives.
-type syslogUDP struct {
-	mu   sync.Mutex
-	msgs []*rfc5424.SyslogMessage
-	bad  []string
-}
-
-func (c *syslogUDP) actions() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []string
-	for _, m := range c.msgs {
-		out = append(out, *m.MsgID)
-	}
-	return out
-}
-
-func listenSyslogUDP(t *testing.T) (*syslogUDP, string) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	c := &syslogUDP{}
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			n, _, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			m, perr := rfc5424.NewParser().Parse(append([]byte(nil), buf[:n]...))
-			c.mu.Lock()
-			if perr != nil {
-				c.bad = append(c.bad, perr.Error())
-			} else {
-				c.msgs = append(c.msgs, m.(*rfc5424.SyslogMessage))
-			}
-			c.mu.Unlock()
-		}
-	}()
-	return c, pc.LocalAddr().String()
-}
-
-// tcpCollector listens on addr (octet-counting syslog); stop closes it and
-// every connection.
-type tcpCollector struct {
-	ln    net.Listener
-	mu    sync.Mutex
-	conns []net.Conn
-	msgs  []string // MSGIDs
-}
-
-func listenSyslogTCP(t *testing.T, addr string) *tcpCollector {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := &tcpCollector{ln: ln}
-	t.Cleanup(c.stop)
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.mu.Lock()
-			c.conns = append(c.conns, conn)
-			c.mu.Unlock()
-			go octetcounting.NewParser(syslog.WithListener(func(r *syslog.Result) {
-				if r.Error == nil {
-					c.mu.Lock()
-					c.msgs = append(c.msgs, *r.Message.(*rfc5424.SyslogMessage).MsgID)
-					c.mu.Unlock()
-				}
-			})).Parse(conn)
-		}
-	}()
-	return c
-}
-
-func (c *tcpCollector) stop() {
-	c.ln.Close()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, x := range c.conns {
-		x.Close()
-	}
-}
-
-func (c *tcpCollector) got() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]string(nil), c.msgs...)
 }
 
 // hookReceiver verifies every webhook delivery's signature.
@@ -230,12 +132,12 @@ next:
 
 func TestMonitoringEndToEnd(t *testing.T) {
 	dir := t.TempDir()
-	udp, udpAddr := listenSyslogUDP(t)
+	udp := siemtest.ListenUDP(t)
 	hooks := &hookReceiver{secret: []byte("e2e-webhook-secret-0123456789")}
 	hookSrv := httptest.NewServer(hooks)
 	t.Cleanup(hookSrv.Close)
 
-	in := startMonitored(t, dir, server.MonitorConfig{AuditSinks: []string{"syslog://" + udpAddr}})
+	in := startMonitored(t, dir, server.MonitorConfig{AuditSinks: []string{"syslog://" + udp.Addr}})
 	in.applyProfiles()
 	work := t.TempDir()
 	secretFile := writeFile(t, work, "hook.key", append(hooks.secret, '\n'))
@@ -347,7 +249,7 @@ func TestMonitoringEndToEnd(t *testing.T) {
 
 	// The live UDP sink got the issuance and the revocation, as RFC 5424.
 	eventually(t, "syslog over UDP", 10*time.Second, func() string {
-		a := strings.Join(udp.actions(), ",")
+		a := strings.Join(udp.Actions(), ",")
 		if !strings.Contains(a, "cert.issue") || !strings.Contains(a, "cert.revoke") || !strings.Contains(a, "notify.write") {
 			return "got " + a
 		}
@@ -378,14 +280,14 @@ func TestMonitoringEndToEnd(t *testing.T) {
 		t.Errorf("cef export:\n%s", cef)
 	}
 	// To a TCP collector directly.
-	tc := listenSyslogTCP(t, "127.0.0.1:0")
-	_, errOut, code := in.cli("audit", "export", "--format", "syslog", "--since", "1h", "--to", "tcp://"+tc.ln.Addr().String())
+	tc := siemtest.ListenTCP(t, "127.0.0.1:0")
+	_, errOut, code := in.cli("audit", "export", "--format", "syslog", "--since", "1h", "--to", "tcp://"+tc.Addr)
 	if code != 0 {
 		t.Fatalf("export --to: %d %s", code, errOut)
 	}
 	eventually(t, "export to TCP", 10*time.Second, func() string {
-		if n := len(tc.got()); n < len(lines) {
-			return "got " + strings.Join(tc.got(), ",")
+		if n := len(tc.Actions()); n < len(lines) {
+			return "got " + strings.Join(tc.Actions(), ",")
 		}
 		return ""
 	})
@@ -484,8 +386,8 @@ func TestRevokedStillServed(t *testing.T) {
 // cannot be written makes state-changing requests fail with 503; reads keep
 // working; events committed meanwhile reach the collector once it is back.
 func TestAuditSinkRequiredFailsClosed(t *testing.T) {
-	tc := listenSyslogTCP(t, "127.0.0.1:0")
-	addr := tc.ln.Addr().String()
+	tc := siemtest.ListenTCP(t, "127.0.0.1:0")
+	addr := tc.Addr
 	in := startMonitored(t, t.TempDir(), server.MonitorConfig{AuditSinks: []string{"tcp://" + addr}, AuditSinkRequired: true})
 	work := t.TempDir()
 	prof := writeFile(t, work, "p.yaml", []byte(testProfiles))
@@ -497,13 +399,13 @@ func TestAuditSinkRequiredFailsClosed(t *testing.T) {
 	})
 	in.mustCLI("cert", "issue", "--profile", "web", "--name", "a.test", "--key-out", filepath.Join(work, "a.key"), "--out", filepath.Join(work, "a.crt"))
 	eventually(t, "collector got the issuance", 10*time.Second, func() string {
-		if !strings.Contains(strings.Join(tc.got(), ","), "cert.issue") {
-			return "got " + strings.Join(tc.got(), ",")
+		if !strings.Contains(strings.Join(tc.Actions(), ","), "cert.issue") {
+			return "got " + strings.Join(tc.Actions(), ",")
 		}
 		return ""
 	})
 
-	tc.stop()
+	tc.Stop()
 	var lastErr string
 	eventually(t, "writes refused while the sink is down", 20*time.Second, func() string {
 		_, errOut, code := in.cli("cert", "issue", "--profile", "web", "--name", "b.test", "--key-out", filepath.Join(work, "b.key"), "--out", filepath.Join(work, "b.crt"))
@@ -525,7 +427,7 @@ func TestAuditSinkRequiredFailsClosed(t *testing.T) {
 	}
 	t.Logf("refusal: %s", strings.TrimSpace(lastErr))
 
-	tc2 := listenSyslogTCP(t, addr)
+	tc2 := siemtest.ListenTCP(t, addr)
 	eventually(t, "writes accepted again", 20*time.Second, func() string {
 		if _, errOut, code := in.cli("cert", "issue", "--profile", "web", "--name", "c.test", "--key-out", filepath.Join(work, "c.key"), "--out", filepath.Join(work, "c.crt")); code != 0 {
 			return errOut
@@ -533,7 +435,7 @@ func TestAuditSinkRequiredFailsClosed(t *testing.T) {
 		return ""
 	})
 	eventually(t, "refusals and the new issuance reach the collector", 10*time.Second, func() string {
-		got := strings.Join(tc2.got(), ",")
+		got := strings.Join(tc2.Actions(), ",")
 		if !strings.Contains(got, "cert.issue") {
 			return "got " + got
 		}
@@ -547,8 +449,8 @@ func TestAuditSinkRequiredFailsClosed(t *testing.T) {
 // once it is back; events from both reach the collector.
 func TestAuditSinkRequiredReplicas(t *testing.T) {
 	dsn := pgtest.FreshDatabase(t)
-	tc := listenSyslogTCP(t, "127.0.0.1:0")
-	addr := tc.ln.Addr().String()
+	tc := siemtest.ListenTCP(t, "127.0.0.1:0")
+	addr := tc.Addr
 	mon := server.MonitorConfig{AuditSinks: []string{"tcp://" + addr}, AuditSinkRequired: true}
 	dir := t.TempDir()
 	a := startMonitoredDB(t, dir, dsn, mon)
@@ -573,7 +475,7 @@ func TestAuditSinkRequiredReplicas(t *testing.T) {
 			return ""
 		})
 	}
-	tc.stop()
+	tc.Stop()
 	for i, in := range []*instance{a, b} {
 		eventually(t, "both replicas refuse while the sink is down", 20*time.Second, func() string {
 			if errOut, code := issue(in, "down"+strings.Repeat("x", i+1)+".test"); code != 2 || !strings.Contains(errOut, "audit sink") {
@@ -582,7 +484,7 @@ func TestAuditSinkRequiredReplicas(t *testing.T) {
 			return ""
 		})
 	}
-	tc2 := listenSyslogTCP(t, addr)
+	tc2 := siemtest.ListenTCP(t, addr)
 	for i, in := range []*instance{a, b} {
 		eventually(t, "both replicas accept again", 20*time.Second, func() string {
 			if errOut, code := issue(in, "back"+strings.Repeat("y", i+1)+".test"); code != 0 {
@@ -592,9 +494,9 @@ func TestAuditSinkRequiredReplicas(t *testing.T) {
 		})
 	}
 	eventually(t, "events of both replicas reach the collector", 10*time.Second, func() string {
-		n := strings.Count(strings.Join(tc2.got(), ","), "cert.issue")
+		n := strings.Count(strings.Join(tc2.Actions(), ","), "cert.issue")
 		if n < 2 {
-			return "got " + strings.Join(tc2.got(), ",")
+			return "got " + strings.Join(tc2.Actions(), ",")
 		}
 		return ""
 	})

@@ -17,15 +17,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	syslog "github.com/leodido/go-syslog/v4"
-	"github.com/leodido/go-syslog/v4/octetcounting"
 	"github.com/leodido/go-syslog/v4/rfc5424"
 
 	"github.com/sigil-pki/sigil/internal/audit"
+	"github.com/sigil-pki/sigil/internal/siem/siemtest"
 	"github.com/sigil-pki/sigil/internal/store"
 	"github.com/sigil-pki/sigil/internal/store/sqlite"
 )
@@ -247,121 +245,18 @@ func appendEvents(t *testing.T, st store.Store, actions ...string) {
 	}
 }
 
-// collector receives syslog messages on a real loopback socket.
-type collector struct {
-	mu   sync.Mutex
-	msgs []*rfc5424.SyslogMessage
-	errs []error
-}
-
-func (c *collector) add(m syslog.Message, err error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err != nil {
-		c.errs = append(c.errs, err)
-		return
-	}
-	c.msgs = append(c.msgs, m.(*rfc5424.SyslogMessage))
-}
-
-func (c *collector) actions() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []string
-	for _, m := range c.msgs {
-		out = append(out, *m.MsgID)
-	}
-	return out
-}
-
-func (c *collector) waitFor(t *testing.T, want []string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		got := c.actions()
-		if strings.Join(got, ",") == strings.Join(want, ",") {
-			return
-		}
-		if len(got) > len(want) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t.Fatalf("collector got %v (errors %v), want %v", c.actions(), c.errs, want)
-}
-
-func udpCollector(t *testing.T) (*collector, string) {
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { pc.Close() })
-	c := &collector{}
-	go func() {
-		buf := make([]byte, 65536)
-		for {
-			n, _, err := pc.ReadFrom(buf)
-			if err != nil {
-				return
-			}
-			m, perr := rfc5424.NewParser().Parse(append([]byte(nil), buf[:n]...))
-			c.add(m, perr)
-		}
-	}()
-	return c, pc.LocalAddr().String()
-}
-
-// tcpCollector listens on addr; stop closes the listener and every
-// connection, as a collector that goes down would.
-func tcpCollector(t *testing.T, addr string) (c *collector, ln net.Listener, stop func()) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	stop = func() {
-		ln.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	}
-	t.Cleanup(stop)
-	c = &collector{}
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, conn)
-			mu.Unlock()
-			go func() {
-				defer conn.Close()
-				octetcounting.NewParser(syslog.WithListener(func(r *syslog.Result) { c.add(r.Message, r.Error) })).Parse(conn)
-			}()
-		}
-	}()
-	return c, ln, stop
-}
-
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestShipperUDPAndTCP(t *testing.T) {
 	st := openStore(t)
 	appendEvents(t, st, "before.start") // history is not replayed
-	uc, uaddr := udpCollector(t)
-	tc, ln, stopTCP := tcpCollector(t, "127.0.0.1:0")
-	us, err := ParseSink("syslog://" + uaddr)
+	uc := siemtest.ListenUDP(t)
+	tc := siemtest.ListenTCP(t, "127.0.0.1:0")
+	us, err := ParseSink("syslog://" + uc.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts, err := ParseSink("tcp://" + ln.Addr().String())
+	ts, err := ParseSink("tcp://" + tc.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,9 +269,9 @@ func TestShipperUDPAndTCP(t *testing.T) {
 
 	appendEvents(t, st, "cert.issue", "cert.revoke", "token.create")
 	want := []string{"cert.issue", "cert.revoke", "token.create"}
-	uc.waitFor(t, want)
-	tc.waitFor(t, want)
-	for _, m := range tc.msgs {
+	uc.WaitFor(t, want)
+	tc.WaitFor(t, want)
+	for _, m := range tc.Messages() {
 		if sd := (*m.StructuredData)[sdID]; sd["object"] != "obj "+*m.MsgID {
 			t.Errorf("TCP message lost its structured data: %v", sd)
 		}
@@ -384,8 +279,8 @@ func TestShipperUDPAndTCP(t *testing.T) {
 
 	// The TCP collector goes away: the sink reports the failure, the gate
 	// closes, and nothing is lost once a collector listens again.
-	addr := ln.Addr().String()
-	stopTCP()
+	addr := tc.Addr
+	tc.Stop()
 	appendEvents(t, st, "while.down.1")
 	// The shipper notices the closed connection (idle probe or failed
 	// write); more events make sure a write is attempted too.
@@ -397,18 +292,18 @@ func TestShipperUDPAndTCP(t *testing.T) {
 	if gate.Check(t.Context()) == nil {
 		t.Fatal("gate stays open while the required TCP sink is down")
 	}
-	tc2, _, _ := tcpCollector(t, addr)
+	tc2 := siemtest.ListenTCP(t, addr)
 	waitGate(t, gate, true)
 	appendEvents(t, st, "after.recovery")
 	deadline = time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		got := tc2.actions()
+		got := tc2.Actions()
 		if len(got) > 0 && got[len(got)-1] == "after.recovery" {
 			break
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	got := tc2.actions()
+	got := tc2.Actions()
 	if len(got) == 0 || got[len(got)-1] != "after.recovery" || !contains(got, "while.down.1") {
 		t.Fatalf("after recovery the collector got %v: events written while down must follow", got)
 	}
@@ -493,17 +388,7 @@ func TestShipperTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { ln.Close() })
-	c := &collector{}
-	go func() {
-		for {
-			conn, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go octetcounting.NewParser(syslog.WithListener(func(r *syslog.Result) { c.add(r.Message, r.Error) })).Parse(conn)
-		}
-	}()
+	c := siemtest.Serve(t, ln)
 	st := openStore(t)
 	good, err := ParseSink("tls://" + ln.Addr().String() + "?ca=" + caFile + "&format=cef")
 	if err != nil {
@@ -518,10 +403,8 @@ func TestShipperTLS(t *testing.T) {
 	}()
 	waitGate(t, &Gate{Store: st, Required: []string{good.Name()}}, true)
 	appendEvents(t, st, "cert.issue")
-	c.waitFor(t, []string{"cert.issue"})
-	c.mu.Lock()
-	msg := *c.msgs[0].Message
-	c.mu.Unlock()
+	c.WaitFor(t, []string{"cert.issue"})
+	msg := *c.Messages()[0].Message
 	if !strings.HasPrefix(msg, "CEF:0|Sigil|Sigil|") || !strings.Contains(msg, "act=cert.issue") {
 		t.Errorf("CEF over TLS: %q", msg)
 	}
