@@ -9,9 +9,6 @@ import (
 	"testing"
 
 	"github.com/go-acme/lego/v4/certificate"
-	"github.com/go-acme/lego/v4/challenge/http01"
-	"github.com/go-acme/lego/v4/challenge/tlsalpn01"
-	"github.com/go-acme/lego/v4/lego"
 
 	"github.com/sigil-pki/sigil/internal/identity"
 )
@@ -21,22 +18,7 @@ import (
 // address's in-addr.arpa name), and checks the certificate names exactly
 // the address and chains to Sigil's root.
 func TestLegoIP(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		set  func(t *testing.T, cl *lego.Client, port int)
-		opts func(port int) envOpts
-	}{
-		{"http-01", func(t *testing.T, cl *lego.Client, port int) {
-			if err := cl.Challenge.SetHTTP01Provider(http01.NewProviderServer("127.0.0.1", itoa(port))); err != nil {
-				t.Fatal(err)
-			}
-		}, func(port int) envOpts { return envOpts{httpPort: port} }},
-		{"tls-alpn-01", func(t *testing.T, cl *lego.Client, port int) {
-			if err := cl.Challenge.SetTLSALPN01Provider(tlsalpn01.NewProviderServer("127.0.0.1", itoa(port))); err != nil {
-				t.Fatal(err)
-			}
-		}, func(port int) envOpts { return envOpts{httpPort: 1, tlsPort: port} }},
-	} {
+	for _, tc := range legoChallenges {
 		t.Run(tc.name, func(t *testing.T) {
 			port := freePort(t)
 			e := newEnv(t, tc.opts(port))

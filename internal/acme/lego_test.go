@@ -46,26 +46,30 @@ func newLego(t *testing.T, e *env) (*lego.Client, *legoUser) {
 	return cl, u
 }
 
+// legoChallenges are the challenge types lego answers from loopback: each
+// sets its provider on a client and says where the server validates it.
+var legoChallenges = []struct {
+	name string
+	set  func(t *testing.T, cl *lego.Client, port int)
+	opts func(port int) envOpts
+}{
+	{"http-01", func(t *testing.T, cl *lego.Client, port int) {
+		if err := cl.Challenge.SetHTTP01Provider(http01.NewProviderServer("127.0.0.1", itoa(port))); err != nil {
+			t.Fatal(err)
+		}
+	}, func(port int) envOpts { return envOpts{httpPort: port} }},
+	{"tls-alpn-01", func(t *testing.T, cl *lego.Client, port int) {
+		if err := cl.Challenge.SetTLSALPN01Provider(tlsalpn01.NewProviderServer("127.0.0.1", itoa(port))); err != nil {
+			t.Fatal(err)
+		}
+	}, func(port int) envOpts { return envOpts{httpPort: 1, tlsPort: port} }},
+}
+
 // TestLego obtains certificates with lego (the library behind Traefik and
 // Caddy's predecessor) over http-01 and tls-alpn-01 against loopback,
 // checks them, reads ARI, revokes and sees the revocation in OCSP and ARI.
 func TestLego(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		set  func(t *testing.T, cl *lego.Client, port int)
-		opts func(port int) envOpts
-	}{
-		{"http-01", func(t *testing.T, cl *lego.Client, port int) {
-			if err := cl.Challenge.SetHTTP01Provider(http01.NewProviderServer("127.0.0.1", itoa(port))); err != nil {
-				t.Fatal(err)
-			}
-		}, func(port int) envOpts { return envOpts{httpPort: port} }},
-		{"tls-alpn-01", func(t *testing.T, cl *lego.Client, port int) {
-			if err := cl.Challenge.SetTLSALPN01Provider(tlsalpn01.NewProviderServer("127.0.0.1", itoa(port))); err != nil {
-				t.Fatal(err)
-			}
-		}, func(port int) envOpts { return envOpts{httpPort: 1, tlsPort: port} }},
-	} {
+	for _, tc := range legoChallenges {
 		t.Run(tc.name, func(t *testing.T) {
 			port := freePort(t)
 			e := newEnv(t, tc.opts(port))
